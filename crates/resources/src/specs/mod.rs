@@ -1,0 +1,47 @@
+//! Typed specs, one per resource kind. Field names are the lowercase ones the
+//! seed guide shows; unknown fields are rejected so typos surface at once.
+
+pub mod auth;
+pub mod backup;
+pub mod cluster;
+pub mod machine;
+
+use crate::kinds::{Column, Writer};
+use crate::validate::ValidationError;
+
+/// Context for the checks that depend on the server, not just the document.
+#[derive(Debug, Clone)]
+pub struct ValidationContext {
+    pub now: crate::Timestamp,
+    pub min_backup_interval: std::time::Duration,
+    pub max_backup_interval: std::time::Duration,
+}
+
+impl Default for ValidationContext {
+    fn default() -> Self {
+        ValidationContext {
+            now: crate::Timestamp::now(),
+            min_backup_interval: std::time::Duration::from_secs(3600),
+            max_backup_interval: std::time::Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// A resource kind: a spec type with its registry facts.
+pub trait Kind: serde::Serialize + serde::de::DeserializeOwned + Default {
+    /// Full type name, e.g. `EtcdBackupS3Configs.omni.sidero.dev`.
+    const TYPE: &'static str;
+    const DEFAULT_NAMESPACE: &'static str;
+    /// Lowercase singular and plural aliases.
+    const ALIASES: &'static [&'static str];
+    /// Table columns after NAMESPACE TYPE ID VERSION.
+    const COLUMNS: &'static [Column] = &[];
+    const WRITER: Writer;
+    /// Spec fields only admins may read.
+    const SECRET_FIELDS: &'static [&'static str] = &[];
+
+    /// Checks beyond the shape of the document.
+    fn check(&self, _ctx: &ValidationContext) -> Result<(), ValidationError> {
+        Ok(())
+    }
+}

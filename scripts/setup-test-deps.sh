@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs, idempotently: protoc (build of etcd-client),
+# etcd 3.5 + etcdctl + etcdutl (from Debian trixie, unpacked into a cache dir),
+# and s3s-fs 0.14.1 (a real S3 server, built with cargo install --locked).
+# Fast when everything is already present. Prints the env lines tests read.
+set -euo pipefail
+
+CACHE="${OMNI_CACHE_DIR:-$HOME/.cache/omni-rs}"
+mkdir -p "$CACHE"
+log() { echo "setup: $*" >&2; }
+
+apt_updated=0
+apt_update_once() {
+  if [ "$apt_updated" = 0 ]; then
+    apt-get update -qq >/dev/null
+    apt_updated=1
+  fi
+}
+
+# --- protoc -------------------------------------------------------------
+if ! command -v protoc >/dev/null 2>&1; then
+  log "installing protobuf-compiler"
+  apt_update_once
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null
+fi
+
+# --- etcd 3.5 from trixie -------------------------------------------------
+ETCD_DIR="$CACHE/etcd"
+if [ ! -x "$ETCD_DIR/usr/bin/etcd" ] || [ ! -x "$ETCD_DIR/usr/bin/etcdutl" ]; then
+  log "fetching etcd-server/etcd-client from trixie"
+  mirror=$(grep -hoE '^URIs: *http[^ ]+/debian/?$' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1 | awk '{print $2}')
+  if [ -z "$mirror" ]; then
+    mirror=$(grep -hoE '^deb +http[^ ]+/debian/? ' /etc/apt/sources.list 2>/dev/null | head -n1 | awk '{print $2}')
+  fi
+  mirror="${mirror:-http://deb.debian.org/debian}"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  mkdir -p "$tmp/lists/partial" "$tmp/archives/partial"
+  echo "deb [trusted=yes] $mirror trixie main" >"$tmp/sources.list"
+  opts=(-o "Dir::Etc::SourceList=$tmp/sources.list" -o "Dir::Etc::SourceParts=-"
+        -o "Dir::State::Lists=$tmp/lists" -o "APT::Get::List-Cleanup=0"
+        -o "Acquire::Check-Valid-Until=false")
+  apt-get "${opts[@]}" update -qq >/dev/null
+  (cd "$tmp" && apt-get "${opts[@]}" download etcd-server etcd-client >/dev/null)
+  rm -rf "$ETCD_DIR.new" && mkdir -p "$ETCD_DIR.new"
+  for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$ETCD_DIR.new"; done
+  rm -rf "$ETCD_DIR" && mv "$ETCD_DIR.new" "$ETCD_DIR"
+fi
+
+# --- s3s-fs ----------------------------------------------------------------
+S3_ROOT="$CACHE/s3s-fs"
+if [ ! -x "$S3_ROOT/bin/s3s-fs" ]; then
+  log "building s3s-fs 0.14.1 (cargo install --locked, one-off)"
+  cargo install --locked --quiet s3s-fs --version 0.14.1 --features binary --root "$S3_ROOT" \
+    || cargo install --locked --quiet s3s-fs --version 0.14.1 --root "$S3_ROOT"
+fi
+
+cat <<ENV
+export OMNI_TEST_ETCD_BIN=$ETCD_DIR/usr/bin/etcd
+export OMNI_TEST_ETCDCTL_BIN=$ETCD_DIR/usr/bin/etcdctl
+export OMNI_TEST_ETCDUTL_BIN=$ETCD_DIR/usr/bin/etcdutl
+export OMNI_TEST_S3S_BIN=$S3_ROOT/bin/s3s-fs
+export PROTOC=$(command -v protoc)
+ENV
