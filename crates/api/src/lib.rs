@@ -1,0 +1,135 @@
+//! The omni HTTP/JSON API. See `docs/api.md` for the contract.
+
+pub mod auth;
+mod error;
+pub mod hooks;
+mod openapi;
+mod resources;
+mod tokens;
+mod watch;
+mod write;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use omni_resources::specs::ValidationContext;
+use omni_state::State;
+
+pub use error::ApiError;
+
+/// Largest request body accepted; resources are small.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Settings the API needs from the server configuration.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub min_backup_interval: std::time::Duration,
+    pub max_backup_interval: std::time::Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        let ctx = ValidationContext::default();
+        ApiSettings {
+            min_backup_interval: ctx.min_backup_interval,
+            max_backup_interval: ctx.max_backup_interval,
+        }
+    }
+}
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct Api {
+    pub(crate) state: State,
+    pub(crate) settings: ApiSettings,
+    pub(crate) admission: Vec<(&'static str, Arc<dyn hooks::Admission>)>,
+    pub(crate) external: Vec<(&'static str, Arc<dyn hooks::ExternalSource>)>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Api {
+    pub fn new(state: State, settings: ApiSettings) -> Self {
+        Api {
+            state,
+            settings,
+            admission: Vec::new(),
+            external: Vec::new(),
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Runs `hook` before writes of `kind`.
+    pub fn with_admission(mut self, kind: &'static str, hook: Arc<dyn hooks::Admission>) -> Self {
+        self.admission.push((kind, hook));
+        self
+    }
+
+    /// Serves `kind` from `source` instead of the state.
+    pub fn with_external(
+        mut self,
+        kind: &'static str,
+        source: Arc<dyn hooks::ExternalSource>,
+    ) -> Self {
+        self.external.push((kind, source));
+        self
+    }
+
+    /// A handle to flip readiness once the server is fully up.
+    pub fn readiness(&self) -> Arc<AtomicBool> {
+        self.ready.clone()
+    }
+
+    pub(crate) fn validation_context(&self) -> ValidationContext {
+        ValidationContext {
+            now: omni_resources::Timestamp::now(),
+            min_backup_interval: self.settings.min_backup_interval,
+            max_backup_interval: self.settings.max_backup_interval,
+        }
+    }
+
+    pub(crate) fn external_source(&self, kind: &str) -> Option<&Arc<dyn hooks::ExternalSource>> {
+        self.external
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, s)| s)
+    }
+
+    /// The router with every endpoint.
+    pub fn router(self) -> Router {
+        let ready = self.ready.clone();
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/readyz",
+                get(move || {
+                    let ready = ready.load(Ordering::SeqCst);
+                    async move {
+                        if ready {
+                            (StatusCode::OK, "ready")
+                        } else {
+                            (StatusCode::SERVICE_UNAVAILABLE, "starting")
+                        }
+                    }
+                }),
+            )
+            .route("/openapi.json", get(openapi::document))
+            .route("/api/v1/resources", post(write::create))
+            .route("/api/v1/apply", post(write::apply))
+            .route("/api/v1/resources/{kind}/{namespace}", get(resources::list))
+            .route(
+                "/api/v1/resources/{kind}/{namespace}/{id}",
+                get(resources::get)
+                    .put(write::update)
+                    .delete(write::destroy),
+            )
+            .route("/api/v1/watch/{kind}/{namespace}", get(watch::watch))
+            .route("/api/v1/tokens", post(tokens::create))
+            .route("/api/v1/tokens/{id}", delete(tokens::revoke))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(self)
+    }
+}
