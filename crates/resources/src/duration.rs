@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// A duration as protobuf's `Duration` renders it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(deny_unknown_fields)]
 pub struct ProtoDuration {
     #[serde(default)]
@@ -27,7 +29,10 @@ impl ProtoDuration {
         if self.seconds < 0 || self.nanos < 0 {
             return None;
         }
-        Some(std::time::Duration::new(self.seconds as u64, self.nanos as u32))
+        Some(std::time::Duration::new(
+            self.seconds as u64,
+            self.nanos as u32,
+        ))
     }
 }
 
@@ -81,7 +86,9 @@ pub fn parse_go_duration(input: &str) -> Result<std::time::Duration, DurationErr
         let int: u128 = if int_part.is_empty() {
             0
         } else {
-            int_part.parse().map_err(|_| DurationError::Overflow(input.to_string()))?
+            int_part
+                .parse()
+                .map_err(|_| DurationError::Overflow(input.to_string()))?
         };
         let mut nanos = int
             .checked_mul(unit_nanos)
@@ -154,16 +161,34 @@ mod tests {
     #[test]
     fn parses_go_durations() {
         assert_eq!(parse_go_duration("1h").unwrap(), Duration::from_secs(3600));
-        assert_eq!(parse_go_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(
+            parse_go_duration("1h30m").unwrap(),
+            Duration::from_secs(5400)
+        );
         assert_eq!(parse_go_duration("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_go_duration("1.5h").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_go_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            parse_go_duration("1.5h").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            parse_go_duration("250ms").unwrap(),
+            Duration::from_millis(250)
+        );
         assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
     }
 
     #[test]
     fn rejects_bad_durations() {
-        for bad in ["", "h", "1", "1x", "-1h", "1h-", "1..5h", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "h",
+            "1",
+            "1x",
+            "-1h",
+            "1h-",
+            "1..5h",
+            "99999999999999999999h",
+        ] {
             assert!(parse_go_duration(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -60,7 +60,10 @@ fn sorted_json(v: &Value) -> String {
                 .collect();
             format!("{{{}}}", parts.join(","))
         }
-        Value::Array(a) => format!("[{}]", a.iter().map(sorted_json).collect::<Vec<_>>().join(",")),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(sorted_json).collect::<Vec<_>>().join(",")
+        ),
         other => other.to_string(),
     }
 }
@@ -90,7 +93,9 @@ pub struct TypeInfo {
 
 impl std::fmt::Debug for TypeInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TypeInfo").field("name", &self.name).finish()
+        f.debug_struct("TypeInfo")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -122,7 +127,11 @@ impl TypeInfo {
 
     /// Checks a spec against the kind's schema and rules; returns it
     /// normalised (defaults filled in, field order canonical).
-    pub fn validate_spec(&self, spec: &Value, ctx: &ValidationContext) -> Result<Value, ValidationError> {
+    pub fn validate_spec(
+        &self,
+        spec: &Value,
+        ctx: &ValidationContext,
+    ) -> Result<Value, ValidationError> {
         (self.validate)(spec, ctx)
     }
 
@@ -174,7 +183,10 @@ pub fn lookup(name: &str) -> Option<&'static TypeInfo> {
     registry().iter().find(|t| {
         t.name.eq_ignore_ascii_case(name)
             || t.aliases.contains(&lower.as_str())
-            || t.name.split('.').next().is_some_and(|p| p.eq_ignore_ascii_case(name))
+            || t.name
+                .split('.')
+                .next()
+                .is_some_and(|p| p.eq_ignore_ascii_case(name))
     })
 }
 
@@ -191,30 +203,58 @@ mod tests {
             "etcdbackupoverallstatuses",
             "EtcdBackupOverallStatuses",
         ] {
-            assert_eq!(lookup(name).unwrap().name, "EtcdBackupOverallStatuses.omni.sidero.dev");
+            assert_eq!(
+                lookup(name).unwrap().name,
+                "EtcdBackupOverallStatuses.omni.sidero.dev"
+            );
         }
-        assert_eq!(lookup("etcdbackup").unwrap().name, "EtcdBackups.omni.sidero.dev");
-        assert_eq!(lookup("clustermachinestatus").unwrap().name, "ClusterMachineStatuses.omni.sidero.dev");
+        assert_eq!(
+            lookup("etcdbackup").unwrap().name,
+            "EtcdBackups.omni.sidero.dev"
+        );
+        assert_eq!(
+            lookup("clustermachinestatus").unwrap().name,
+            "ClusterMachineStatuses.omni.sidero.dev"
+        );
         assert!(lookup("nosuchthing").is_none());
     }
 
     #[test]
     fn short_names_match_the_seed_table() {
         assert_eq!(lookup("etcdbackup").unwrap().short_name(), "EtcdBackup");
-        assert_eq!(lookup("etcdbackupoverallstatus").unwrap().short_name(), "EtcdBackupOverallStatus");
-        assert_eq!(lookup("etcdbackupstatus").unwrap().short_name(), "EtcdBackupStatus");
+        assert_eq!(
+            lookup("etcdbackupoverallstatus").unwrap().short_name(),
+            "EtcdBackupOverallStatus"
+        );
+        assert_eq!(
+            lookup("etcdbackupstatus").unwrap().short_name(),
+            "EtcdBackupStatus"
+        );
         assert_eq!(lookup("cluster").unwrap().short_name(), "Cluster");
     }
 
     #[test]
     fn columns_render_like_omnictl() {
-        let spec = json!({"createdat": {"seconds": 1702166400, "nanos": 0}, "snapshot": "x", "size": 0});
-        assert_eq!(Column::new("CREATED AT", "createdat").render(&spec), r#"{"nanos":0,"seconds":1702166400}"#);
+        let spec =
+            json!({"createdat": {"seconds": 1702166400, "nanos": 0}, "snapshot": "x", "size": 0});
+        assert_eq!(
+            Column::new("CREATED AT", "createdat").render(&spec),
+            r#"{"nanos":0,"seconds":1702166400}"#
+        );
         let overall = json!({"configurationname": "s3", "configurationerror": "not initialized",
             "lastbackupstatus": {"status": 0, "error": ""}, "configurationattempt": 0});
-        assert_eq!(Column::new("X", "configurationerror").render(&overall), "not initialized");
-        assert_eq!(Column::new("X", "lastbackupstatus.status").render(&overall), "");
-        assert_eq!(Column::new("X", "configurationattempt").render(&overall), "");
+        assert_eq!(
+            Column::new("X", "configurationerror").render(&overall),
+            "not initialized"
+        );
+        assert_eq!(
+            Column::new("X", "lastbackupstatus.status").render(&overall),
+            ""
+        );
+        assert_eq!(
+            Column::new("X", "configurationattempt").render(&overall),
+            ""
+        );
     }
 
     #[test]

@@ -41,9 +41,15 @@ impl LabelSelector {
                 return Err(invalid("empty term".into()));
             }
             let parsed = if let Some((k, v)) = term.split_once("!=") {
-                Term::NotEquals(check_key(k.trim()).map_err(&invalid)?, check_value(v.trim()).map_err(&invalid)?)
+                Term::NotEquals(
+                    check_key(k.trim()).map_err(&invalid)?,
+                    check_value(v.trim()).map_err(&invalid)?,
+                )
             } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-                Term::Equals(check_key(k.trim()).map_err(&invalid)?, check_value(v.trim()).map_err(&invalid)?)
+                Term::Equals(
+                    check_key(k.trim()).map_err(&invalid)?,
+                    check_value(v.trim()).map_err(&invalid)?,
+                )
             } else if let Some(k) = term.strip_prefix('!') {
                 Term::NotExists(check_key(k.trim()).map_err(&invalid)?)
             } else {
@@ -107,7 +113,12 @@ pub fn check_key(key: &str) -> Result<String, String> {
         None => (None, key),
     };
     if let Some(p) = prefix {
-        if p.is_empty() || p.len() > 253 || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+        if p.is_empty()
+            || p.len() > 253
+            || !p
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
             return Err(format!("label key {key:?} has an invalid prefix"));
         }
     }
@@ -133,7 +144,8 @@ pub fn check_value(value: &str) -> Result<String, String> {
 fn is_label_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
         && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
@@ -143,14 +155,25 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn matches_terms() {
         let l = labels(&[("omni.sidero.dev/cluster", "talos-default"), ("role", "cp")]);
-        assert!(LabelSelector::parse("omni.sidero.dev/cluster=talos-default").unwrap().matches(&l));
-        assert!(LabelSelector::parse("omni.sidero.dev/cluster==talos-default,role").unwrap().matches(&l));
+        assert!(
+            LabelSelector::parse("omni.sidero.dev/cluster=talos-default")
+                .unwrap()
+                .matches(&l)
+        );
+        assert!(
+            LabelSelector::parse("omni.sidero.dev/cluster==talos-default,role")
+                .unwrap()
+                .matches(&l)
+        );
         assert!(!LabelSelector::parse("role!=cp").unwrap().matches(&l));
         assert!(LabelSelector::parse("!missing").unwrap().matches(&l));
         assert!(!LabelSelector::parse("missing").unwrap().matches(&l));
@@ -161,7 +184,10 @@ mod tests {
     fn rejects_bad_syntax() {
         for bad in ["a=b,", "=v", "a=b c", "a/=b", "-a=b", "a=b=c", "!"] {
             let err = LabelSelector::parse(bad).unwrap_err();
-            assert!(err.to_string().contains("invalid label selector"), "{bad}: {err}");
+            assert!(
+                err.to_string().contains("invalid label selector"),
+                "{bad}: {err}"
+            );
         }
     }
 

@@ -6,7 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 /// A point in time as protobuf's `Timestamp` renders it: `{seconds, nanos}`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Timestamp {
     #[serde(default)]
@@ -167,13 +169,21 @@ mod tests {
 
     #[test]
     fn metadata_yaml_field_names_match_the_seed() {
-        let mut r = Resource::new("EtcdBackupStatuses.omni.sidero.dev", "ephemeral", "c1", serde_json::json!({}));
+        let mut r = Resource::new(
+            "EtcdBackupStatuses.omni.sidero.dev",
+            "ephemeral",
+            "c1",
+            serde_json::json!({}),
+        );
         r.metadata.version = 1;
         r.metadata.owner = "EtcdBackupController".into();
         let v = serde_json::to_value(&r).unwrap();
         let m = v["metadata"].as_object().unwrap();
         let keys: Vec<&str> = m.keys().map(|k| k.as_str()).collect();
-        assert_eq!(keys, ["namespace", "type", "id", "version", "owner", "phase"]);
+        assert_eq!(
+            keys,
+            ["namespace", "type", "id", "version", "owner", "phase"]
+        );
         assert_eq!(m["phase"], "running");
     }
 

@@ -41,7 +41,10 @@ pub struct Input {
 
 impl Input {
     pub fn kind(kind: &'static str) -> Self {
-        Input { kind, namespace: None }
+        Input {
+            kind,
+            namespace: None,
+        }
     }
 }
 
@@ -77,7 +80,11 @@ pub trait Controller: Send + Sync + 'static {
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("kind {kind} is an output of both {first} and {second}: a kind has one owner")]
-    DuplicateOwner { kind: String, first: String, second: String },
+    DuplicateOwner {
+        kind: String,
+        first: String,
+        second: String,
+    },
 }
 
 /// Backoff bounds for failing reconciles.
@@ -123,7 +130,11 @@ impl Runtime {
     pub async fn run(self, cancel: CancellationToken) {
         let mut tasks = JoinSet::new();
         for controller in self.controllers {
-            tasks.spawn(run_controller(controller, self.state.clone(), cancel.clone()));
+            tasks.spawn(run_controller(
+                controller,
+                self.state.clone(),
+                cancel.clone(),
+            ));
         }
         while tasks.join_next().await.is_some() {}
     }
@@ -235,24 +246,46 @@ mod tests {
         let state = State::memory();
         let calls = Arc::new(AtomicUsize::new(0));
         let mut rt = Runtime::new(state.clone());
-        rt.register(Arc::new(Counter { calls: calls.clone(), fail_first: 1 })).unwrap();
+        rt.register(Arc::new(Counter {
+            calls: calls.clone(),
+            fail_first: 1,
+        }))
+        .unwrap();
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(rt.run(cancel.clone()));
         // First call fails, the retry after backoff succeeds.
         eventually(|| calls.load(Ordering::SeqCst) == 2).await;
-        let r = omni_resources::Resource::new("Clusters.omni.sidero.dev", "default", "a", serde_json::json!({}));
+        let r = omni_resources::Resource::new(
+            "Clusters.omni.sidero.dev",
+            "default",
+            "a",
+            serde_json::json!({}),
+        );
         state.create(r).await.unwrap();
         eventually(|| calls.load(Ordering::SeqCst) == 3).await;
         cancel.cancel();
-        tokio::time::timeout(Duration::from_secs(5), handle).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     #[test]
     fn one_owner_per_output_kind() {
         let mut rt = Runtime::new(State::memory());
         let calls = Arc::new(AtomicUsize::new(0));
-        rt.register(Arc::new(Counter { calls: calls.clone(), fail_first: 0 })).unwrap();
-        let err = rt.register(Arc::new(Counter { calls, fail_first: 0 })).err().unwrap();
+        rt.register(Arc::new(Counter {
+            calls: calls.clone(),
+            fail_first: 0,
+        }))
+        .unwrap();
+        let err = rt
+            .register(Arc::new(Counter {
+                calls,
+                fail_first: 0,
+            }))
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("has one owner"), "{err}");
     }
 }

@@ -8,9 +8,16 @@ pub enum StateError {
     #[error("resource {0} already exists")]
     AlreadyExists(ResourceKey),
     #[error("resource {key} version conflict: expected {expected}, found {found}")]
-    Conflict { key: ResourceKey, expected: u64, found: u64 },
+    Conflict {
+        key: ResourceKey,
+        expected: u64,
+        found: u64,
+    },
     #[error("resource {key} has pending finalizers: {finalizers}")]
-    FinalizersPending { key: ResourceKey, finalizers: String },
+    FinalizersPending {
+        key: ResourceKey,
+        finalizers: String,
+    },
     #[error("resource {0} is being torn down")]
     TearingDown(ResourceKey),
     #[error("state storage failed: {0}")]
@@ -25,6 +32,9 @@ impl StateError {
     }
 
     pub fn is_conflict(&self) -> bool {
-        matches!(self, StateError::Conflict { .. } | StateError::AlreadyExists(_))
+        matches!(
+            self,
+            StateError::Conflict { .. } | StateError::AlreadyExists(_)
+        )
     }
 }

@@ -31,7 +31,12 @@ fn poisoned<T>(_: T) -> StateError {
 #[async_trait]
 impl Backend for MemoryBackend {
     async fn get(&self, key: &ResourceKey) -> Result<Option<Resource>, StateError> {
-        Ok(self.items.lock().map_err(poisoned)?.get(&tuple(key)).cloned())
+        Ok(self
+            .items
+            .lock()
+            .map_err(poisoned)?
+            .get(&tuple(key))
+            .cloned())
     }
 
     async fn list(&self, namespace: &str, kind: &str) -> Result<Vec<Resource>, StateError> {
@@ -47,7 +52,11 @@ impl Backend for MemoryBackend {
     async fn put(&self, resource: &Resource, expected_version: u64) -> Result<(), StateError> {
         let key = resource.key();
         let mut items = self.items.lock().map_err(poisoned)?;
-        check_version(&key, items.get(&tuple(&key)).map(|r| r.metadata.version), expected_version)?;
+        check_version(
+            &key,
+            items.get(&tuple(&key)).map(|r| r.metadata.version),
+            expected_version,
+        )?;
         items.insert(tuple(&key), resource.clone());
         Ok(())
     }

@@ -52,7 +52,9 @@ impl RedbBackend {
         f: impl FnOnce(&Database) -> Result<T, StateError> + Send + 'static,
     ) -> Result<T, StateError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db)).await.map_err(storage)?
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(storage)?
     }
 }
 
@@ -100,7 +102,9 @@ impl Backend for RedbBackend {
                     .map(|v| decode(v.value()).map(|r| r.metadata.version))
                     .transpose()?;
                 check_version(&key, current, expected_version)?;
-                table.insert(k.as_str(), bytes.as_slice()).map_err(storage)?;
+                table
+                    .insert(k.as_str(), bytes.as_slice())
+                    .map_err(storage)?;
             }
             tx.commit().map_err(storage)
         })

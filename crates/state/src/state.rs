@@ -50,7 +50,9 @@ impl Watch {
             match self.rx.recv().await {
                 Ok(ev) => {
                     let m = &ev.resource.metadata;
-                    if m.kind == self.kind && self.namespace.as_ref().is_none_or(|ns| *ns == m.namespace) {
+                    if m.kind == self.kind
+                        && self.namespace.as_ref().is_none_or(|ns| *ns == m.namespace)
+                    {
                         return Ok(ev);
                     }
                 }
@@ -91,7 +93,12 @@ impl State {
     }
 
     /// Resources of one type in one namespace that match the selector.
-    pub async fn list(&self, namespace: &str, kind: &str, selector: &LabelSelector) -> Result<Vec<Resource>, StateError> {
+    pub async fn list(
+        &self,
+        namespace: &str,
+        kind: &str,
+        selector: &LabelSelector,
+    ) -> Result<Vec<Resource>, StateError> {
         let mut all = self.inner.backend.list(namespace, kind).await?;
         all.retain(|r| selector.matches(&r.metadata.labels));
         Ok(all)
@@ -129,7 +136,10 @@ impl State {
         m.phase = current.metadata.phase;
         m.updated = Some(Timestamp::now());
         m.version = current.metadata.version + 1;
-        self.inner.backend.put(&resource, current.metadata.version).await?;
+        self.inner
+            .backend
+            .put(&resource, current.metadata.version)
+            .await?;
         self.publish(EventKind::Updated, &resource);
         Ok(resource)
     }
@@ -141,7 +151,10 @@ impl State {
         let _guard = self.inner.writes.lock().await;
         let mut current = self.get(key).await?;
         if current.metadata.finalizers.is_empty() {
-            self.inner.backend.delete(key, current.metadata.version).await?;
+            self.inner
+                .backend
+                .delete(key, current.metadata.version)
+                .await?;
             self.publish(EventKind::Destroyed, &current);
             return Ok(true);
         }
@@ -166,14 +179,21 @@ impl State {
                 finalizers: current.metadata.finalizers.join(", "),
             });
         }
-        self.inner.backend.delete(key, current.metadata.version).await?;
+        self.inner
+            .backend
+            .delete(key, current.metadata.version)
+            .await?;
         self.publish(EventKind::Destroyed, &current);
         Ok(())
     }
 
     /// Adds a finalizer (no-op when present). Refused on a resource being
     /// torn down: clean-up must not be re-armed.
-    pub async fn add_finalizer(&self, key: &ResourceKey, finalizer: &str) -> Result<(), StateError> {
+    pub async fn add_finalizer(
+        &self,
+        key: &ResourceKey,
+        finalizer: &str,
+    ) -> Result<(), StateError> {
         let _guard = self.inner.writes.lock().await;
         let mut current = self.get(key).await?;
         if current.metadata.finalizers.iter().any(|f| f == finalizer) {
@@ -193,7 +213,11 @@ impl State {
 
     /// Removes a finalizer; a torn-down resource whose last finalizer goes is
     /// destroyed.
-    pub async fn remove_finalizer(&self, key: &ResourceKey, finalizer: &str) -> Result<(), StateError> {
+    pub async fn remove_finalizer(
+        &self,
+        key: &ResourceKey,
+        finalizer: &str,
+    ) -> Result<(), StateError> {
         let _guard = self.inner.writes.lock().await;
         let Some(mut current) = self.get_opt(key).await? else {
             return Ok(());
@@ -226,12 +250,18 @@ impl State {
     }
 
     /// Reads a typed spec; `None` when the resource does not exist.
-    pub async fn get_spec<K: Kind>(&self, namespace: &str, id: &str) -> Result<Option<(Resource, K)>, StateError> {
+    pub async fn get_spec<K: Kind>(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> Result<Option<(Resource, K)>, StateError> {
         let key = ResourceKey::new(namespace, K::TYPE, id);
         let Some(res) = self.get_opt(&key).await? else {
             return Ok(None);
         };
-        let spec = res.spec_as::<K>().map_err(|e| StateError::Corrupt(format!("{key}: {e}")))?;
+        let spec = res
+            .spec_as::<K>()
+            .map_err(|e| StateError::Corrupt(format!("{key}: {e}")))?;
         Ok(Some((res, spec)))
     }
 
@@ -260,7 +290,8 @@ impl State {
                     if new_spec == spec && res.metadata.owner == owner {
                         return Ok(res);
                     }
-                    res.spec = serde_json::to_value(&new_spec).map_err(|e| StateError::Storage(e.to_string()))?;
+                    res.spec = serde_json::to_value(&new_spec)
+                        .map_err(|e| StateError::Storage(e.to_string()))?;
                     res.metadata.owner = owner.to_string();
                     self.update(res).await
                 }

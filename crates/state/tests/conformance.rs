@@ -23,11 +23,23 @@ async fn redb_state_survives_reopen() {
     let path = dir.path().join("nested/state.redb");
     {
         let state = State::new(RedbBackend::open(&path).unwrap());
-        let r = omni_resources::Resource::new("Clusters.omni.sidero.dev", "default", "a", serde_json::json!({"x": 1}));
+        let r = omni_resources::Resource::new(
+            "Clusters.omni.sidero.dev",
+            "default",
+            "a",
+            serde_json::json!({"x": 1}),
+        );
         state.create(r).await.unwrap();
     }
     let state = State::new(RedbBackend::open(&path).unwrap());
-    let got = state.get(&ResourceKey::new("default", "Clusters.omni.sidero.dev", "a")).await.unwrap();
+    let got = state
+        .get(&ResourceKey::new(
+            "default",
+            "Clusters.omni.sidero.dev",
+            "a",
+        ))
+        .await
+        .unwrap();
     assert_eq!(got.spec, serde_json::json!({"x": 1}));
     assert_eq!(got.metadata.version, 1);
 }

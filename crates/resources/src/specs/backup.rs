@@ -140,7 +140,8 @@ pub struct EtcdBackupOverallStatusSpec {
 impl Kind for EtcdBackupOverallStatusSpec {
     const TYPE: &'static str = "EtcdBackupOverallStatuses.omni.sidero.dev";
     const DEFAULT_NAMESPACE: &'static str = NS_EPHEMERAL;
-    const ALIASES: &'static [&'static str] = &["etcdbackupoverallstatus", "etcdbackupoverallstatuses"];
+    const ALIASES: &'static [&'static str] =
+        &["etcdbackupoverallstatus", "etcdbackupoverallstatuses"];
     const COLUMNS: &'static [Column] = &[
         Column::new("CONFIGURATION NAME", "configurationname"),
         Column::new("CONFIGURATION ERROR", "configurationerror"),
@@ -204,25 +205,44 @@ mod tests {
 
     #[test]
     fn manual_backup_window_is_one_minute_each_way() {
-        let at = |s| EtcdManualBackupSpec { backupat: Timestamp::from_unix(s) };
+        let at = |s| EtcdManualBackupSpec {
+            backupat: Timestamp::from_unix(s),
+        };
         assert!(at(1000).check(&ctx(1060)).is_ok());
         assert!(at(1000).check(&ctx(940)).is_ok());
         let past = at(1000).check(&ctx(1061)).unwrap_err().to_string();
-        assert_eq!(past, "spec.backupat: backup time must not be more than 1 minute in the past");
+        assert_eq!(
+            past,
+            "spec.backupat: backup time must not be more than 1 minute in the past"
+        );
         let future = at(1000).check(&ctx(939)).unwrap_err().to_string();
-        assert_eq!(future, "spec.backupat: backup time must not be more than 1 minute in the future");
+        assert_eq!(
+            future,
+            "spec.backupat: backup time must not be more than 1 minute in the future"
+        );
     }
 
     #[test]
     fn s3_config_requires_bucket_and_key_pairs() {
         let mut spec = EtcdBackupS3ConfigSpec::default();
-        assert_eq!(spec.check(&ctx(0)).unwrap_err().to_string(), "spec.bucket: is required");
+        assert_eq!(
+            spec.check(&ctx(0)).unwrap_err().to_string(),
+            "spec.bucket: is required"
+        );
         spec.bucket = "b".into();
         spec.accesskeyid = "a".into();
-        assert!(spec.check(&ctx(0)).unwrap_err().to_string().starts_with("spec.secretaccesskey"));
+        assert!(spec
+            .check(&ctx(0))
+            .unwrap_err()
+            .to_string()
+            .starts_with("spec.secretaccesskey"));
         spec.secretaccesskey = "s".into();
         assert!(spec.check(&ctx(0)).is_ok());
         spec.endpoint = "127.0.0.1:9000".into();
-        assert!(spec.check(&ctx(0)).unwrap_err().to_string().starts_with("spec.endpoint"));
+        assert!(spec
+            .check(&ctx(0))
+            .unwrap_err()
+            .to_string()
+            .starts_with("spec.endpoint"));
     }
 }

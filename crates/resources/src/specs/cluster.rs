@@ -60,7 +60,10 @@ impl Kind for ClusterSpec {
             return Err(ValidationError::field(field, "must not be negative"));
         };
         if conf.interval.nanos >= 1_000_000_000 {
-            return Err(ValidationError::field(field, "nanos must be below 1000000000"));
+            return Err(ValidationError::field(
+                field,
+                "nanos must be below 1000000000",
+            ));
         }
         if interval.is_zero() {
             // Zero switches automatic backups off.
@@ -108,7 +111,10 @@ impl Kind for MachineSetSpec {
     fn check(&self, _ctx: &ValidationContext) -> Result<(), ValidationError> {
         match self.role.as_str() {
             "controlplane" | "worker" => Ok(()),
-            _ => Err(ValidationError::field("spec.role", "must be controlplane or worker")),
+            _ => Err(ValidationError::field(
+                "spec.role",
+                "must be controlplane or worker",
+            )),
         }
     }
 }
@@ -167,7 +173,10 @@ mod tests {
     fn with_interval(secs: i64) -> ClusterSpec {
         ClusterSpec {
             backupconfiguration: Some(BackupConfiguration {
-                interval: ProtoDuration { seconds: secs, nanos: 0 },
+                interval: ProtoDuration {
+                    seconds: secs,
+                    nanos: 0,
+                },
             }),
             ..ClusterSpec::default()
         }
@@ -187,7 +196,10 @@ mod tests {
             "spec.backupconfiguration.interval: backup interval must be less than 24h0m0s, actual 25h0m0s"
         );
         assert!(with_interval(-5).check(&ctx).is_err());
-        assert_eq!(with_interval(3600).backup_interval(), Some(Duration::from_secs(3600)));
+        assert_eq!(
+            with_interval(3600).backup_interval(),
+            Some(Duration::from_secs(3600))
+        );
         assert_eq!(with_interval(0).backup_interval(), None);
     }
 }

@@ -31,7 +31,10 @@ impl Kind for MachineSpec {
 
     fn check(&self, _ctx: &ValidationContext) -> Result<(), ValidationError> {
         if self.etcdendpoints.is_empty() {
-            return Err(ValidationError::field("spec.etcdendpoints", "at least one etcd client URL is required"));
+            return Err(ValidationError::field(
+                "spec.etcdendpoints",
+                "at least one etcd client URL is required",
+            ));
         }
         for (i, url) in self.etcdendpoints.iter().enumerate() {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -42,7 +45,10 @@ impl Kind for MachineSpec {
             }
         }
         if self.etcdcert.is_empty() != self.etcdkey.is_empty() {
-            return Err(ValidationError::field("spec.etcdkey", "etcdcert and etcdkey must be given together"));
+            return Err(ValidationError::field(
+                "spec.etcdkey",
+                "etcdcert and etcdkey must be given together",
+            ));
         }
         Ok(())
     }
