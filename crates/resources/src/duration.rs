@@ -131,7 +131,7 @@ pub fn format_go_duration(d: std::time::Duration) -> String {
     let secs_total = d.as_secs();
     let h = secs_total / 3600;
     let m = (secs_total % 3600) / 60;
-    let s_nanos = (nanos % 60_000_000_000) as u128;
+    let s_nanos = nanos % 60_000_000_000;
     let s = trim_fraction(s_nanos, 1_000_000_000);
     if h > 0 {
         format!("{h}h{m}m{s}s")

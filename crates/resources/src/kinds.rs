@@ -44,8 +44,21 @@ fn render_value(v: &Value) -> String {
         Value::Number(n) => n.to_string(),
         Value::String(s) => s.clone(),
         Value::Array(a) if a.is_empty() => String::new(),
-        Value::Object(o) if o.is_empty() => String::new(),
+        Value::Object(_) if is_default(v) => String::new(),
         other => sorted_json(other),
+    }
+}
+
+/// Whether a value is what protobuf JSON would leave out: zero, empty or
+/// false, also nested (an unset timestamp is `{seconds: 0, nanos: 0}`).
+fn is_default(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.values().all(is_default),
     }
 }
 

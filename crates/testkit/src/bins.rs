@@ -78,7 +78,13 @@ impl EtcdBins {
     ///
     /// # Errors
     /// [`Error::Command`] with etcdutl's stderr.
-    pub fn snapshot_restore(&self, snapshot: &Path, data_dir: &Path, name: &str, peer_url: &str) -> Result<()> {
+    pub fn snapshot_restore(
+        &self,
+        snapshot: &Path,
+        data_dir: &Path,
+        name: &str,
+        peer_url: &str,
+    ) -> Result<()> {
         let mut cmd = std::process::Command::new(&self.etcdutl);
         cmd.args(["snapshot", "restore"])
             .arg(snapshot)

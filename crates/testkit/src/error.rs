@@ -6,7 +6,10 @@ use std::time::Duration;
 pub enum Error {
     /// A needed binary was found neither via its env var, the cache dir, nor `PATH`.
     #[error("binary `{name}` not found (set {env} or run scripts/setup-test-deps.sh)")]
-    BinaryNotFound { name: &'static str, env: &'static str },
+    BinaryNotFound {
+        name: &'static str,
+        env: &'static str,
+    },
     /// Spawning or talking to a process failed.
     #[error("{what}: {source}")]
     Io {
@@ -16,16 +19,28 @@ pub enum Error {
     },
     /// A server did not become ready in time.
     #[error("{what} not ready after {after:?}; log tail:\n{log_tail}")]
-    NotReady { what: String, after: Duration, log_tail: String },
+    NotReady {
+        what: String,
+        after: Duration,
+        log_tail: String,
+    },
     /// A server process exited during startup.
     #[error("{what} exited during startup ({status}); log tail:\n{log_tail}")]
-    Exited { what: String, status: String, log_tail: String },
+    Exited {
+        what: String,
+        status: String,
+        log_tail: String,
+    },
     /// An etcd client call failed.
     #[error("etcd client: {0}")]
     Etcd(#[from] etcd_client::Error),
     /// A helper command (etcdutl, etcdctl) failed.
     #[error("command {cmd} failed ({status}): {stderr}")]
-    Command { cmd: String, status: String, stderr: String },
+    Command {
+        cmd: String,
+        status: String,
+        stderr: String,
+    },
     /// `wait_until` ran out of time.
     #[error("condition not met within {0:?}")]
     Timeout(Duration),

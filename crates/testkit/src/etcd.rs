@@ -6,7 +6,7 @@ use etcd_client::{Client, ConnectOptions};
 use tempfile::TempDir;
 
 use crate::process::ServerProcess;
-use crate::{etcd_bins, free_port, EtcdBins, Error, Result};
+use crate::{etcd_bins, free_port, Error, EtcdBins, Result};
 
 const START_ATTEMPTS: usize = 3;
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -57,7 +57,10 @@ impl EtcdMember {
             .arg(format!("--listen-peer-urls={}", self.peer_url()))
             .arg(format!("--initial-advertise-peer-urls={}", self.peer_url()))
             .arg(format!("--initial-cluster={initial_cluster}"))
-            .args(["--initial-cluster-state=new", "--initial-cluster-token=omni-testkit"])
+            .args([
+                "--initial-cluster-state=new",
+                "--initial-cluster-token=omni-testkit",
+            ])
             .args(["--heartbeat-interval=50", "--election-timeout=500"])
             // Test data is disposable; skipping fsync makes puts fast.
             .args(["--unsafe-no-fsync", "--log-level=warn"])
@@ -132,7 +135,9 @@ impl EtcdCluster {
     /// Missing binaries, or the cluster not getting ready after a few attempts.
     pub async fn start(members: usize) -> Result<EtcdCluster> {
         if members == 0 {
-            return Err(Error::Invalid("an etcd cluster needs at least one member".into()));
+            return Err(Error::Invalid(
+                "an etcd cluster needs at least one member".into(),
+            ));
         }
         let bins = etcd_bins()?;
         let mut last = None;

@@ -135,7 +135,12 @@ impl S3Server {
     async fn spawn_and_wait(&mut self) -> Result<()> {
         let mut cmd = Command::new(&self.bin);
         cmd.args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--access-key", &self.access_key, "--secret-key", &self.secret_key])
+            .args([
+                "--access-key",
+                &self.access_key,
+                "--secret-key",
+                &self.secret_key,
+            ])
             .arg(&self.root);
         let mut process = ServerProcess::spawn(cmd, &self.log)?;
         let addr = ("127.0.0.1", self.port);

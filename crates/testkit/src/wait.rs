@@ -12,8 +12,12 @@ use crate::{Error, Result};
 /// # Errors
 /// When no port can be bound at all.
 pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(Error::io("bind 127.0.0.1:0"))?;
-    let port = listener.local_addr().map_err(Error::io("local_addr"))?.port();
+    let listener =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(Error::io("bind 127.0.0.1:0"))?;
+    let port = listener
+        .local_addr()
+        .map_err(Error::io("local_addr"))?
+        .port();
     Ok(port)
 }
 

@@ -2,20 +2,29 @@
 
 use std::time::Duration;
 
-use omni_testkit::{etcd_bins, free_port, wait_until, EtcdCluster, Error, S3Server};
+use omni_testkit::{etcd_bins, free_port, wait_until, Error, EtcdCluster, S3Server};
 
 #[tokio::test]
 async fn single_member_put_get_restart() {
     let mut etcd = EtcdCluster::start(1).await.expect("start etcd");
     etcd.put("k", "v").await.expect("put");
-    assert_eq!(etcd.get("k").await.expect("get").as_deref(), Some(&b"v"[..]));
+    assert_eq!(
+        etcd.get("k").await.expect("get").as_deref(),
+        Some(&b"v"[..])
+    );
 
     etcd.stop_member(0).expect("stop");
     assert!(!etcd.member(0).is_running());
-    assert!(etcd.get("k").await.is_err(), "stopped member must not answer");
+    assert!(
+        etcd.get("k").await.is_err(),
+        "stopped member must not answer"
+    );
     etcd.start_member(0).await.expect("restart");
     etcd.wait_healthy().await.expect("healthy");
-    assert_eq!(etcd.get("k").await.expect("get after restart").as_deref(), Some(&b"v"[..]));
+    assert_eq!(
+        etcd.get("k").await.expect("get after restart").as_deref(),
+        Some(&b"v"[..])
+    );
 }
 
 #[tokio::test]
@@ -43,7 +52,9 @@ async fn three_members_replicate_and_survive_one_down() {
                 .unwrap_or(false)
         }
     };
-    wait_until(Duration::from_secs(10), check).await.expect("m0 caught up");
+    wait_until(Duration::from_secs(10), check)
+        .await
+        .expect("m0 caught up");
     assert_eq!(c.get("a", None).await.expect("get a").kvs().len(), 1);
 }
 
@@ -55,7 +66,10 @@ async fn s3_server_serves_bucket_and_restarts() {
     assert_eq!(s3.region(), "us-east-1");
     let addr = ("127.0.0.1", s3.port());
     s3.stop();
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "stopped server must refuse");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "stopped server must refuse"
+    );
     s3.restart().await.expect("restart");
     assert!(tokio::net::TcpStream::connect(addr).await.is_ok());
     assert!(s3.bucket_dir().is_dir(), "data survives a restart");
@@ -84,8 +98,13 @@ async fn snapshot_save_and_restore_roundtrip() {
     etcd.put("restored", "yes").await.expect("put");
     let dir = tempfile::tempdir().expect("tmp");
     let snap = dir.path().join("s.db");
-    etcd.bins().snapshot_save(&etcd.member(0).client_url(), &snap).expect("save");
+    etcd.bins()
+        .snapshot_save(&etcd.member(0).client_url(), &snap)
+        .expect("save");
     etcd.bins().snapshot_status(&snap).expect("status");
     let restored = EtcdCluster::restore_single(&snap).await.expect("restore");
-    assert_eq!(restored.get("restored").await.expect("get").as_deref(), Some(&b"yes"[..]));
+    assert_eq!(
+        restored.get("restored").await.expect("get").as_deref(),
+        Some(&b"yes"[..])
+    );
 }

@@ -42,9 +42,8 @@ impl Kind for EtcdBackupS3ConfigSpec {
         if self.bucket.trim().is_empty() {
             return Err(ValidationError::field("spec.bucket", "is required"));
         }
-        if !self.endpoint.is_empty()
-            && !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://"))
-        {
+        let is_url = self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://");
+        if !self.endpoint.is_empty() && !is_url {
             return Err(ValidationError::field(
                 "spec.endpoint",
                 "must be an http:// or https:// URL",

@@ -1,0 +1,229 @@
+//! Reading a backup back: store → age → zstd → SHA-256 trailer check → writer.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use age::x25519::Identity;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::digest::TrailerVerifier;
+use crate::store::BackupStore;
+use crate::transform::{decrypt_decompress, DEPTH};
+use crate::Error;
+
+/// Longest wait for the next chunk from the store.
+const READ_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a successful download produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadInfo {
+    /// Bytes written: the snapshot including its 32-byte SHA-256 trailer, i.e. exactly
+    /// what `etcdctl snapshot save` writes.
+    pub bytes: u64,
+    /// SHA-256 of the db (verified against the trailer), lower-case hex.
+    pub sha256: String,
+}
+
+/// Streams backup `key` decrypted and decompressed into `out`, verifying the
+/// snapshot's SHA-256 trailer on the way. `out` is flushed on success.
+///
+/// On error `out` may hold partial data: write to a temp file (see
+/// [`download_to_file`]) and keep it only on success.
+///
+/// # Errors
+/// [`Error::Object`] naming `key`, wrapping the store error (e.g. not found), a
+/// decode error (wrong key, corrupted object), a digest mismatch or an output error.
+pub async fn download<W>(
+    store: &BackupStore,
+    key: &str,
+    identity: &Identity,
+    out: &mut W,
+) -> Result<DownloadInfo, Error>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    download_inner(store, key, identity, out)
+        .await
+        .map_err(|e| e.in_object(key))
+}
+
+async fn download_inner<W>(
+    store: &BackupStore,
+    key: &str,
+    identity: &Identity,
+    out: &mut W,
+) -> Result<DownloadInfo, Error>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    let mut stream = store.get_stream(key).await?;
+    let (sealed_tx, sealed_rx) = mpsc::channel::<Bytes>(DEPTH);
+    let (plain_tx, mut plain_rx) = mpsc::channel::<Bytes>(DEPTH);
+    let identity = identity.clone();
+    let decoder =
+        tokio::task::spawn_blocking(move || decrypt_decompress(sealed_rx, plain_tx, identity));
+
+    let feed = async move {
+        loop {
+            let next = tokio::time::timeout(READ_IDLE_TIMEOUT, stream.next())
+                .await
+                .map_err(|_| Error::Stalled {
+                    what: "reading from the store",
+                    after: READ_IDLE_TIMEOUT,
+                })?;
+            let Some(chunk) = next else {
+                return Ok::<(), Error>(());
+            };
+            if sealed_tx.send(chunk?).await.is_err() {
+                return Ok(()); // the decoder stopped; its error explains why
+            }
+        }
+    };
+    let drain = async {
+        let mut verifier = TrailerVerifier::new();
+        while let Some(chunk) = plain_rx.recv().await {
+            verifier.update(&chunk);
+            out.write_all(&chunk).await.map_err(Error::Output)?;
+        }
+        Ok::<_, Error>(verifier)
+    };
+    let (fed, drained) = tokio::join!(feed, drain);
+    let decoded = decoder.await;
+    fed?;
+    let verifier = drained?;
+    match decoded {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(Error::Decode(e)),
+        Err(join) => return Err(Error::Internal(format!("decoder task: {join}"))),
+    }
+    let bytes = verifier.total();
+    let sha256 = verifier.finish()?;
+    out.flush().await.map_err(Error::Output)?;
+    Ok(DownloadInfo { bytes, sha256 })
+}
+
+/// Downloads backup `key` to `path` atomically: into a temp file in the same
+/// directory, `fsync`ed, then renamed over `path`. On any failure (or if the future is
+/// dropped) the temp file is removed and `path` is untouched.
+///
+/// # Errors
+/// As [`download`], plus I/O errors creating or renaming the file.
+pub async fn download_to_file(
+    store: &BackupStore,
+    key: &str,
+    identity: &Identity,
+    path: impl AsRef<Path>,
+) -> Result<DownloadInfo, Error> {
+    let path = path.as_ref().to_path_buf();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let d = dir.clone();
+    let tmp = tokio::task::spawn_blocking(move || {
+        tempfile::Builder::new()
+            .prefix(".omni-download-")
+            .suffix(".partial")
+            .tempfile_in(d)
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?
+    .map_err(Error::Output)
+    .map_err(|e| e.in_object(key))?;
+    let (file, tmp_path) = tmp.into_parts();
+    let mut file = tokio::fs::File::from_std(file);
+    let info = download(store, key, identity, &mut file).await?;
+    let finish = async {
+        file.sync_all().await?;
+        drop(file);
+        tokio::task::spawn_blocking(move || {
+            tmp_path.persist(&path).map_err(|e| e.error)?;
+            std::fs::File::open(&dir)?.sync_all()
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    };
+    finish.await.map_err(|e| Error::Output(e).in_object(key))?;
+    Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::compress_encrypt;
+
+    /// Seals `plain` the way `take_backup` does and stores it under `key` in `root`.
+    async fn put_sealed(root: &Path, key: &str, plain: Vec<u8>, recipient: age::x25519::Recipient) {
+        let (ptx, prx) = mpsc::channel(DEPTH);
+        let (stx, mut srx) = mpsc::channel(DEPTH);
+        let enc = tokio::task::spawn_blocking(move || compress_encrypt(prx, stx, recipient, 3));
+        ptx.send(Bytes::from(plain)).await.unwrap();
+        drop(ptx);
+        let mut sealed = Vec::new();
+        while let Some(b) = srx.recv().await {
+            sealed.extend_from_slice(&b);
+        }
+        enc.await.unwrap().unwrap();
+        let path = root.join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, sealed).unwrap();
+    }
+
+    #[tokio::test]
+    async fn wrong_trailer_fails_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BackupStore::local(dir.path().join("store")).unwrap();
+        let identity = Identity::generate();
+        let key = crate::keys::format_key("c", 7).unwrap();
+        // A "snapshot" whose last 32 bytes are not the SHA-256 of the rest.
+        put_sealed(
+            &dir.path().join("store"),
+            &key,
+            vec![7u8; 10_000],
+            identity.to_public(),
+        )
+        .await;
+
+        let out = dir.path().join("restored.db");
+        let err = download_to_file(&store, &key, &identity, &out)
+            .await
+            .unwrap_err();
+        assert!(err.is_corrupt(), "{err}");
+        assert!(
+            matches!(&err, Error::Object { source, .. } if matches!(**source, Error::Digest(_))),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(&key), "{err}");
+        assert!(!out.exists());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("store")]);
+
+        // Wrong identity: decode error, also naming the key.
+        let other = Identity::generate();
+        let err = download_to_file(&store, &key, &other, &out)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Object { source, .. } if matches!(**source, Error::Decode(_))),
+            "{err:?}"
+        );
+        assert!(!out.exists());
+
+        // Missing object: not found, naming the key.
+        let missing = crate::keys::format_key("c", 8).unwrap();
+        let err = download_to_file(&store, &missing, &identity, &out)
+            .await
+            .unwrap_err();
+        assert!(
+            err.is_not_found() && err.to_string().contains(&missing),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,362 @@
+//! The backup store: one interface over a local directory or an S3 bucket.
+
+mod error;
+mod sink;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
+
+pub use error::StoreError;
+pub(crate) use sink::ObjectSink;
+pub use sink::{MAX_PARTS_IN_FLIGHT, PART_SIZE};
+
+use crate::keys::{parse_key, validate_cluster_id};
+use error::ErrorContext;
+
+/// Region used when the settings leave it empty.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// S3 connection settings (the fields of `EtcdBackupS3Configs`). Empty strings count
+/// as unset. `Debug` redacts the secret access key and the session token.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct S3Settings {
+    /// Bucket name (required).
+    pub bucket: String,
+    /// Region; [`DEFAULT_REGION`] when empty.
+    pub region: String,
+    /// Custom endpoint (`http://host:port` or `https://…`); AWS when unset. A custom
+    /// endpoint is addressed path-style; `http://` is allowed.
+    pub endpoint: Option<String>,
+    /// Access key id; when unset, ambient credentials (env, profile, instance role) are used.
+    pub access_key_id: Option<String>,
+    /// Secret access key (goes with `access_key_id`).
+    pub secret_access_key: Option<String>,
+    /// Session token for temporary credentials.
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redact = |v: &Option<String>| nonempty(v).map(|_| "[redacted]");
+        f.debug_struct("S3Settings")
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &redact(&self.secret_access_key))
+            .field("session_token", &redact(&self.session_token))
+            .finish()
+    }
+}
+
+fn nonempty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// One backup object as listed from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupObject {
+    /// Object key, `<cluster-uuid>/<inverted-ts>.snapshot`.
+    pub key: String,
+    /// Cluster the backup belongs to.
+    pub cluster_uuid: String,
+    /// When the backup was taken (the `at_unix` given to `take_backup`).
+    pub created_at_unix: i64,
+    /// Stored (compressed, encrypted) size in bytes.
+    pub size: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Local { root: PathBuf },
+    S3,
+}
+
+/// Where backups live. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct BackupStore {
+    store: Arc<dyn ObjectStore>,
+    backend: Backend,
+    ctx: ErrorContext,
+}
+
+impl BackupStore {
+    /// A store in local directory `dir` (created if missing).
+    ///
+    /// # Errors
+    /// The directory cannot be created or opened.
+    pub fn local(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let dir = dir.as_ref();
+        let io = |op| {
+            move |source| StoreError::Io {
+                op,
+                path: dir.to_path_buf(),
+                source,
+            }
+        };
+        std::fs::create_dir_all(dir).map_err(io("create"))?;
+        let root = dir.canonicalize().map_err(io("open"))?;
+        let fs = LocalFileSystem::new_with_prefix(&root)
+            .map_err(|e| StoreError::InvalidSettings(e.to_string()))?;
+        Ok(Self {
+            store: Arc::new(fs),
+            ctx: ErrorContext::new(None, root.display().to_string(), Vec::new()),
+            backend: Backend::Local { root },
+        })
+    }
+
+    /// A store in an S3 bucket. No request is made; see [`BackupStore::validate`].
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidSettings`] for an empty bucket, a secret without a key id, or
+    /// an endpoint that is not a URL.
+    pub fn s3(settings: &S3Settings) -> Result<Self, StoreError> {
+        let bucket = settings.bucket.trim();
+        if bucket.is_empty() {
+            return Err(StoreError::InvalidSettings("bucket must be set".into()));
+        }
+        let region = match settings.region.trim() {
+            "" => DEFAULT_REGION,
+            r => r,
+        };
+        let key_id = nonempty(&settings.access_key_id);
+        let secret = nonempty(&settings.secret_access_key);
+        let token = nonempty(&settings.session_token);
+        let mut b = match (key_id, secret) {
+            (Some(id), Some(secret)) => {
+                let b = AmazonS3Builder::new()
+                    .with_access_key_id(id)
+                    .with_secret_access_key(secret);
+                match token {
+                    Some(t) => b.with_token(t),
+                    None => b,
+                }
+            }
+            (None, None) => AmazonS3Builder::from_env(),
+            _ => {
+                return Err(StoreError::InvalidSettings(
+                    "access key id and secret access key must be set together".into(),
+                ))
+            }
+        };
+        b = b.with_bucket_name(bucket).with_region(region);
+        // No overall request timeout: a large download is one long request. Stalls are
+        // caught by the pipeline's idle timeouts instead.
+        let mut client = ClientOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout_disabled();
+        let endpoint = match nonempty(&settings.endpoint) {
+            Some(ep) => {
+                if !(ep.starts_with("http://") || ep.starts_with("https://")) {
+                    return Err(StoreError::InvalidSettings(format!(
+                        "endpoint {ep:?} must start with http:// or https://"
+                    )));
+                }
+                b = b.with_endpoint(ep).with_virtual_hosted_style_request(false);
+                client = client.with_allow_http(ep.starts_with("http://"));
+                ep.to_string()
+            }
+            None => format!("https://s3.{region}.amazonaws.com"),
+        };
+        let retry = RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(5),
+                base: 2.0,
+            },
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(30),
+        };
+        let s3 = b
+            .with_retry(retry)
+            .with_client_options(client)
+            .build()
+            .map_err(|e| StoreError::InvalidSettings(ErrorContext::default().describe(&e)))?;
+        let secrets = [secret, token]
+            .into_iter()
+            .flatten()
+            .map(str::to_string)
+            .collect();
+        Ok(Self {
+            store: Arc::new(s3),
+            backend: Backend::S3,
+            ctx: ErrorContext::new(Some(bucket.to_string()), endpoint, secrets),
+        })
+    }
+
+    /// `"local"` or `"s3"`.
+    pub fn kind(&self) -> &'static str {
+        match self.backend {
+            Backend::Local { .. } => "local",
+            Backend::S3 => "s3",
+        }
+    }
+
+    /// Proves the store is usable by listing (one page of) it: for S3 this checks the
+    /// endpoint, the credentials and the bucket.
+    ///
+    /// # Errors
+    /// [`StoreError::AccessDenied`], [`StoreError::NoSuchBucket`],
+    /// [`StoreError::Unreachable`] or another backend error, in words and without secrets.
+    pub async fn validate(&self) -> Result<(), StoreError> {
+        self.store
+            .list_with_delimiter(None)
+            .await
+            .map(drop)
+            .map_err(|e| self.ctx.classify("list", "", e))
+    }
+
+    /// The backups of `cluster_uuid`, newest first. Follows pagination to the end.
+    /// Objects whose names are not backup keys (e.g. temp files) are skipped.
+    ///
+    /// # Errors
+    /// An invalid cluster id, or the listing failing.
+    pub async fn list(&self, cluster_uuid: &str) -> Result<Vec<BackupObject>, StoreError> {
+        validate_cluster_id(cluster_uuid)?;
+        let prefix = ObjectPath::from(cluster_uuid);
+        let mut stream = self.store.list(Some(&prefix));
+        let mut out = Vec::new();
+        while let Some(meta) = stream.next().await {
+            let meta = meta.map_err(|e| self.ctx.classify("list", cluster_uuid, e))?;
+            let key = meta.location.to_string();
+            match parse_key(&key) {
+                Ok((cluster, created)) if cluster == cluster_uuid => out.push(BackupObject {
+                    cluster_uuid: cluster.to_string(),
+                    created_at_unix: created,
+                    size: meta.size,
+                    key,
+                }),
+                _ => tracing::debug!(%key, "skipping non-backup object"),
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// Whether an object exists under `key`.
+    ///
+    /// # Errors
+    /// The store failing (other than "not found").
+    pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        match self.store.head(&ObjectPath::from(key)).await {
+            Ok(_) => Ok(true),
+            Err(e) => match self.ctx.classify("head", key, e) {
+                StoreError::NotFound { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Deletes the backup `key`.
+    ///
+    /// # Errors
+    /// An invalid key, [`StoreError::NotFound`] (local store only: S3 deletes are idempotent),
+    /// or the store failing.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        parse_key(key)?;
+        self.store
+            .delete(&ObjectPath::from(key))
+            .await
+            .map_err(|e| self.ctx.classify("delete", key, e))
+    }
+
+    /// The stored bytes of `key`, as a stream of chunks.
+    ///
+    /// # Errors
+    /// An invalid key, [`StoreError::NotFound`], or the store failing (also per chunk).
+    pub async fn get_stream(
+        &self,
+        key: &str,
+    ) -> Result<BoxStream<'static, Result<Bytes, StoreError>>, StoreError> {
+        parse_key(key)?;
+        let res = self
+            .store
+            .get(&ObjectPath::from(key))
+            .await
+            .map_err(|e| self.ctx.classify("get", key, e))?;
+        let ctx = self.ctx.clone();
+        let key = key.to_string();
+        Ok(res
+            .into_stream()
+            .map_err(move |e| ctx.classify("read", &key, e))
+            .boxed())
+    }
+
+    /// Opens a sink for `key`; the object appears only on commit.
+    pub(crate) async fn sink(&self, key: &str) -> Result<ObjectSink, StoreError> {
+        parse_key(key)?;
+        match &self.backend {
+            Backend::Local { root } => ObjectSink::local(key, root.join(key)).await,
+            Backend::S3 => Ok(ObjectSink::remote(
+                self.store.clone(),
+                key,
+                self.ctx.clone(),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_debug_redacts_secrets() {
+        let s = S3Settings {
+            bucket: "b".into(),
+            access_key_id: Some("AKIDEXAMPLE".into()),
+            secret_access_key: Some("wJalrXUtnFEMI".into()),
+            session_token: Some("FwoGZXIvYXdzE".into()),
+            ..S3Settings::default()
+        };
+        let shown = format!("{s:?}");
+        assert!(
+            shown.contains("AKIDEXAMPLE") && shown.contains("[redacted]"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("wJalrXUtnFEMI") && !shown.contains("FwoGZXIvYXdzE"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn s3_settings_are_checked() {
+        let base = S3Settings {
+            bucket: "b".into(),
+            ..S3Settings::default()
+        };
+        assert!(BackupStore::s3(&S3Settings::default()).is_err());
+        let half = S3Settings {
+            secret_access_key: Some("x".into()),
+            ..base.clone()
+        };
+        assert!(matches!(
+            BackupStore::s3(&half),
+            Err(StoreError::InvalidSettings(_))
+        ));
+        let bad_ep = S3Settings {
+            endpoint: Some("localhost:9000".into()),
+            ..base.clone()
+        };
+        assert!(matches!(
+            BackupStore::s3(&bad_ep),
+            Err(StoreError::InvalidSettings(_))
+        ));
+        let ok = S3Settings {
+            endpoint: Some("http://127.0.0.1:1".into()),
+            access_key_id: Some("k".into()),
+            secret_access_key: Some("s".into()),
+            ..base
+        };
+        assert_eq!(BackupStore::s3(&ok).expect("valid").kind(), "s3");
+    }
+}

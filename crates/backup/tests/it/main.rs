@@ -1,0 +1,7 @@
+//! Integration tests of the backup pipeline against real etcd and a real S3 server
+//! (s3s-fs), started by omni-testkit on loopback ports.
+
+mod common;
+mod faults;
+mod local;
+mod s3;

@@ -1,0 +1,307 @@
+//! The etcd backup controller: decides which clusters are due (manual
+//! request or interval), runs at most N backups at once and one per
+//! cluster, and records each cluster's status.
+
+pub mod data;
+mod job;
+pub mod members;
+pub mod schedule;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use omni_backup::BackupOptions;
+use omni_resources::specs::backup::{
+    status, BackupDataSpec, EtcdBackupStatusSpec, EtcdManualBackupSpec,
+};
+use omni_resources::specs::cluster::{ClusterMachineSpec, ClusterSpec};
+use omni_resources::specs::machine::MachineSpec;
+use omni_resources::specs::Kind;
+use omni_resources::{LabelSelector, Phase, Timestamp, NS_DEFAULT, NS_EPHEMERAL};
+use omni_runtime::{Action, BoxError, Context, Controller, Input};
+
+use crate::store::Stores;
+pub use schedule::ScheduleSettings;
+
+/// Knobs of the backup controller.
+#[derive(Debug, Clone)]
+pub struct BackupSettings {
+    pub schedule: ScheduleSettings,
+    /// Longest sleep between two looks at the schedule.
+    pub tick: Duration,
+    /// Backups running at once across all clusters.
+    pub max_concurrent: usize,
+    /// Longest a single backup may take.
+    pub timeout: Duration,
+    pub options: BackupOptions,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        BackupSettings {
+            schedule: ScheduleSettings {
+                min_interval: Duration::from_secs(3600),
+                max_interval: Duration::from_secs(24 * 3600),
+                max_jitter: Duration::from_secs(600),
+            },
+            tick: Duration::from_secs(60),
+            max_concurrent: 5,
+            timeout: Duration::from_secs(30 * 60),
+            options: BackupOptions::default(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Memory {
+    running: HashSet<String>,
+    /// Newest backup per cluster, as far as this process knows.
+    newest: HashMap<String, i64>,
+    recovered: bool,
+}
+
+pub struct EtcdBackupController {
+    stores: Stores,
+    settings: BackupSettings,
+    memory: Arc<Mutex<Memory>>,
+}
+
+const NAME: &str = data::OWNER;
+
+impl EtcdBackupController {
+    pub fn new(stores: Stores, settings: BackupSettings) -> Self {
+        EtcdBackupController {
+            stores,
+            settings,
+            memory: Arc::default(),
+        }
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A status left `running` by a previous process was interrupted.
+    async fn recover_interrupted(&self, ctx: &Context) -> Result<(), BoxError> {
+        if self.memory().recovered {
+            return Ok(());
+        }
+        for r in ctx
+            .state
+            .list(
+                NS_EPHEMERAL,
+                EtcdBackupStatusSpec::TYPE,
+                &LabelSelector::default(),
+            )
+            .await?
+        {
+            if r.spec_as::<EtcdBackupStatusSpec>()
+                .map(|s| s.status == status::RUNNING)
+                .unwrap_or(false)
+            {
+                tracing::warn!(cluster = %r.metadata.id, "backup was interrupted by a server stop");
+                job::set_status(&ctx.state, &r.metadata.id, |s| {
+                    s.status = status::ERROR;
+                    s.error = "backup interrupted: the server stopped while it was running".into();
+                })
+                .await?;
+            }
+        }
+        self.memory().recovered = true;
+        Ok(())
+    }
+
+    /// Newest backup time of a cluster: from the status, else the store.
+    async fn newest_backup(
+        &self,
+        state: &omni_state::State,
+        cluster: &str,
+        st: &EtcdBackupStatusSpec,
+    ) -> Result<Option<i64>, String> {
+        let known = self.memory().newest.get(cluster).copied();
+        let from_status = (!st.lastbackuptime.is_zero()).then_some(st.lastbackuptime.seconds);
+        if let Some(t) = known.max(from_status) {
+            return Ok(Some(t));
+        }
+        let store = self.stores.current()?;
+        let Some(data) = data::find(state, cluster)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let newest = store
+            .list(&data.clusteruuid)
+            .await
+            .map_err(|e| e.to_string())?
+            .first()
+            .map(|o| o.created_at_unix);
+        if let Some(t) = newest {
+            self.memory().newest.insert(cluster.to_string(), t);
+        }
+        Ok(newest)
+    }
+}
+
+#[async_trait]
+impl Controller for EtcdBackupController {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn inputs(&self) -> Vec<Input> {
+        vec![
+            Input::kind(ClusterSpec::TYPE),
+            Input::kind(EtcdManualBackupSpec::TYPE),
+            Input::kind(ClusterMachineSpec::TYPE),
+            Input::kind(MachineSpec::TYPE),
+            Input::kind(omni_resources::specs::backup::EtcdBackupOverallStatusSpec::TYPE),
+        ]
+    }
+
+    fn outputs(&self) -> Vec<&'static str> {
+        vec![EtcdBackupStatusSpec::TYPE, BackupDataSpec::TYPE]
+    }
+
+    async fn reconcile(&self, ctx: &Context) -> Result<Action, BoxError> {
+        self.recover_interrupted(ctx).await?;
+        let now = Timestamp::now();
+        let mut next_wake = self.settings.tick;
+        let clusters = ctx
+            .state
+            .list(NS_DEFAULT, ClusterSpec::TYPE, &LabelSelector::default())
+            .await?;
+        let names: HashSet<String> = clusters.iter().map(|c| c.metadata.id.clone()).collect();
+        // Statuses of clusters that are gone go too (their backups stay).
+        for r in ctx
+            .state
+            .list(
+                NS_EPHEMERAL,
+                EtcdBackupStatusSpec::TYPE,
+                &LabelSelector::default(),
+            )
+            .await?
+        {
+            if !names.contains(&r.metadata.id) && !self.memory().running.contains(&r.metadata.id) {
+                ctx.state.destroy(&r.key()).await?;
+            }
+        }
+        for cluster in clusters {
+            if cluster.metadata.phase != Phase::Running {
+                continue;
+            }
+            let name = cluster.metadata.id.clone();
+            let spec: ClusterSpec = cluster.spec_as()?;
+            data::ensure(&ctx.state, &name).await?;
+            let st = ctx
+                .state
+                .get_spec::<EtcdBackupStatusSpec>(NS_EPHEMERAL, &name)
+                .await?
+                .map(|(_, s)| s)
+                .unwrap_or_default();
+            let manual = ctx
+                .state
+                .get_spec::<EtcdManualBackupSpec>(NS_EPHEMERAL, &name)
+                .await?
+                .map(|(_, s)| s.backupat)
+                .unwrap_or_default();
+            let mut due = schedule::manual_pending(manual, &st);
+            if !due {
+                if let Some(interval) = spec.backup_interval() {
+                    match self.newest_backup(&ctx.state, &name, &st).await {
+                        Ok(newest) => {
+                            let at = schedule::next_automatic(
+                                &name,
+                                newest,
+                                interval,
+                                &self.settings.schedule,
+                            );
+                            let wait = at - now.as_secs_f64();
+                            if wait <= 0.0 {
+                                due = true;
+                            } else {
+                                next_wake = next_wake.min(Duration::from_secs_f64(wait));
+                            }
+                        }
+                        // No store yet: the store controller's status change wakes us.
+                        Err(e) => {
+                            tracing::debug!(cluster = %name, error = %e, "automatic backup waits for the store")
+                        }
+                    }
+                }
+            }
+            if due {
+                self.start(ctx, &name, manual.is_zero()).await?;
+            }
+        }
+        Ok(Action::Requeue(next_wake))
+    }
+}
+
+impl EtcdBackupController {
+    /// Starts a backup of `cluster` unless one runs or the limit is reached.
+    async fn start(&self, ctx: &Context, cluster: &str, automatic: bool) -> Result<(), BoxError> {
+        let store = match self.stores.current() {
+            Ok(s) => s,
+            Err(e) => {
+                if !automatic {
+                    // Consume the manual request with a clear error.
+                    let at = Timestamp::now();
+                    job::set_status(&ctx.state, cluster, |s| {
+                        s.status = status::ERROR;
+                        s.error = e.clone();
+                        s.lastbackupattempt = at;
+                    })
+                    .await?;
+                }
+                return Ok(());
+            }
+        };
+        let at = {
+            let mut mem = self.memory();
+            if mem.running.contains(cluster) || mem.running.len() >= self.settings.max_concurrent {
+                return Ok(());
+            }
+            mem.running.insert(cluster.to_string());
+            // Two backups in one second would share a key: step past the last.
+            let mut at = Timestamp::now();
+            if let Some(last) = mem.newest.get(cluster) {
+                if at.seconds <= *last {
+                    at = Timestamp::from_unix(last + 1);
+                }
+            }
+            at
+        };
+        let job = job::Job {
+            state: ctx.state.clone(),
+            store,
+            cluster: cluster.to_string(),
+            at,
+            timeout: self.settings.timeout,
+            options: self.settings.options.clone(),
+        };
+        let memory = self.memory.clone();
+        let trigger = ctx.trigger.clone();
+        let cancel = ctx.cancel.clone();
+        let cluster = cluster.to_string();
+        tokio::spawn(async move {
+            let result = tokio::select! {
+                r = job.run() => r,
+                // Dropping the job aborts its upload; the status stays
+                // `running` and is marked interrupted at the next start.
+                _ = cancel.cancelled() => None,
+            };
+            let mut mem = memory.lock().unwrap_or_else(|e| e.into_inner());
+            mem.running.remove(&cluster);
+            if let Some(t) = result {
+                let newest = mem.newest.entry(cluster).or_insert(t);
+                *newest = (*newest).max(t);
+            }
+            drop(mem);
+            trigger.poke();
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,16 @@
+//! The controllers of the omni server.
+//!
+//! - [`store::StoreController`] keeps the backup store usable (local, or S3
+//!   from `EtcdBackupS3Configs`) and writes `EtcdBackupOverallStatuses`.
+//! - [`backup::EtcdBackupController`] schedules and runs backups, writes
+//!   `EtcdBackupStatuses` and keeps each cluster's `BackupDatas`.
+//! - [`cluster_machines::ClusterMachineController`] derives `ClusterMachines`
+//!   from `MachineSetNodes`.
+//! - [`external`] serves `EtcdBackups` from the store, and [`admission`]
+//!   tries S3 settings before they are stored.
+
+pub mod admission;
+pub mod backup;
+pub mod cluster_machines;
+pub mod external;
+pub mod store;

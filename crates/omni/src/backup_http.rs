@@ -1,0 +1,87 @@
+//! Backup download endpoints, composed into the API router by the server.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State as AxState};
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use futures::StreamExt;
+use omni_api::auth::{authenticate, Role};
+use omni_api::ApiError;
+use omni_backup::parse_identity;
+use omni_controllers::backup::data::identity_secret;
+use omni_controllers::external::EtcdBackupSource;
+use tokio_util::io::ReaderStream;
+
+#[derive(Clone)]
+struct Ctx {
+    source: Arc<EtcdBackupSource>,
+}
+
+pub fn router(source: Arc<EtcdBackupSource>) -> Router {
+    Router::new()
+        .route("/api/v1/etcd-backups/{id}/snapshot", get(snapshot))
+        .route("/api/v1/etcd-backups/{id}/object", get(object))
+        .with_state(Ctx { source })
+}
+
+/// The restored snapshot (decrypted, decompressed, trailer verified on the
+/// way). A failure mid-stream aborts the response, so a client never takes
+/// a truncated body for a whole one.
+async fn snapshot(
+    AxState(ctx): AxState<Ctx>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&ctx.source.state, &headers).await?;
+    caller.require(Role::Operator, "downloading backups")?;
+    let (key, data, store) = ctx.source.locate(&id).await?;
+    let identity = parse_identity(&identity_secret(&data))
+        .map_err(|e| ApiError::Internal(format!("backup key of cluster is unusable: {e}")))?;
+    tracing::info!(backup = %id, token = %caller.token_id, "snapshot download");
+    let (mut writer, reader) = tokio::io::duplex(256 * 1024);
+    let task = tokio::spawn(async move {
+        let r = omni_backup::download(&store, &key, &identity, &mut writer).await;
+        if let Err(e) = &r {
+            tracing::warn!(error = %e, "snapshot download failed");
+        }
+        r.map(|_| ()).map_err(|e| e.to_string())
+    });
+    let tail = futures::stream::once(async move {
+        match task.await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(Err(std::io::Error::other(e))),
+            Err(e) => Some(Err(std::io::Error::other(e.to_string()))),
+        }
+    })
+    .filter_map(|x| async move { x });
+    let body = Body::from_stream(ReaderStream::new(reader).chain(tail));
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .body(body)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// The stored object as is (age-encrypted zstd), for admins who open it
+/// with the standard tools.
+async fn object(
+    AxState(ctx): AxState<Ctx>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&ctx.source.state, &headers).await?;
+    caller.require(Role::Admin, "downloading encrypted backup objects")?;
+    let (key, _, store) = ctx.source.locate(&id).await?;
+    let stream = store
+        .get_stream(&key)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .map(|r| r.map_err(|e| std::io::Error::other(e.to_string())));
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}

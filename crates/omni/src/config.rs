@@ -1,0 +1,252 @@
+//! Server configuration: flags, environment and an optional YAML file.
+//! Flags win over the file; the file wins over defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use omni_resources::duration::parse_go_duration;
+use serde::Deserialize;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "omni",
+    version,
+    about = "omni server: resources, controllers and etcd backups"
+)]
+pub struct Flags {
+    /// YAML config file with the same keys as the flags (e.g. `bind: 127.0.0.1:8099`).
+    #[arg(long, env = "OMNI_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where state, the admin token and (by default) local backups live.
+    #[arg(long, env = "OMNI_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the HTTP API.
+    #[arg(long, env = "OMNI_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// State backend: `embedded` (durable, under the data dir) or `memory`.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Keep backups in S3, configured later by an EtcdBackupS3Configs resource.
+    #[arg(long, conflicts_with = "etcd_backup_local_path")]
+    pub etcd_backup_s3: bool,
+    /// Keep backups in this directory (default: <data-dir>/backups).
+    #[arg(long)]
+    pub etcd_backup_local_path: Option<PathBuf>,
+    /// Shortest automatic backup interval accepted (Go duration).
+    #[arg(long)]
+    pub etcd_backup_min_interval: Option<String>,
+    /// Longest automatic backup interval accepted (Go duration).
+    #[arg(long)]
+    pub etcd_backup_max_interval: Option<String>,
+    /// Upper bound of the random delay added to each interval.
+    #[arg(long)]
+    pub etcd_backup_jitter: Option<String>,
+    /// Longest time between two looks at the backup schedule.
+    #[arg(long)]
+    pub etcd_backup_tick: Option<String>,
+    /// Most backups running at once.
+    #[arg(long)]
+    pub etcd_backup_max_concurrent: Option<usize>,
+    /// Longest a single backup may take.
+    #[arg(long)]
+    pub etcd_backup_timeout: Option<String>,
+    /// Log format: `text` or `json`.
+    #[arg(long)]
+    pub log_format: Option<String>,
+}
+
+/// The config file; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub bind: Option<SocketAddr>,
+    pub state: Option<String>,
+    pub etcd_backup_s3: Option<bool>,
+    pub etcd_backup_local_path: Option<PathBuf>,
+    pub etcd_backup_min_interval: Option<String>,
+    pub etcd_backup_max_interval: Option<String>,
+    pub etcd_backup_jitter: Option<String>,
+    pub etcd_backup_tick: Option<String>,
+    pub etcd_backup_max_concurrent: Option<usize>,
+    pub etcd_backup_timeout: Option<String>,
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateKind {
+    Embedded,
+    Memory,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    S3,
+    Local(PathBuf),
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub bind: SocketAddr,
+    pub state: StateKind,
+    pub store: Store,
+    pub min_interval: Duration,
+    pub max_interval: Duration,
+    pub jitter: Duration,
+    pub tick: Duration,
+    pub max_concurrent: usize,
+    pub timeout: Duration,
+    pub json_logs: bool,
+}
+
+fn duration(name: &str, value: Option<String>, default: &str) -> anyhow::Result<Duration> {
+    let raw = value.unwrap_or_else(|| default.to_string());
+    parse_go_duration(&raw).with_context(|| format!("--{name}"))
+}
+
+impl Config {
+    pub fn resolve(flags: Flags) -> anyhow::Result<Config> {
+        let file = match &flags.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = flags
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("omni-data"));
+        let state = match flags.state.or(file.state).as_deref().unwrap_or("embedded") {
+            "embedded" => StateKind::Embedded,
+            "memory" => StateKind::Memory,
+            other => bail!("--state: {other:?} is not one of embedded, memory"),
+        };
+        let s3 = flags.etcd_backup_s3 || file.etcd_backup_s3.unwrap_or(false);
+        let local = flags.etcd_backup_local_path.or(file.etcd_backup_local_path);
+        let store = match (s3, local) {
+            (true, Some(_)) => {
+                bail!("--etcd-backup-s3 and --etcd-backup-local-path are mutually exclusive")
+            }
+            (true, None) => Store::S3,
+            (false, Some(p)) => Store::Local(p),
+            (false, None) => Store::Local(data_dir.join("backups")),
+        };
+        let min_interval = duration(
+            "etcd-backup-min-interval",
+            flags
+                .etcd_backup_min_interval
+                .or(file.etcd_backup_min_interval),
+            "1h",
+        )?;
+        let max_interval = duration(
+            "etcd-backup-max-interval",
+            flags
+                .etcd_backup_max_interval
+                .or(file.etcd_backup_max_interval),
+            "24h",
+        )?;
+        if min_interval.is_zero() || max_interval < min_interval {
+            bail!("--etcd-backup-min-interval must be positive and not above --etcd-backup-max-interval");
+        }
+        let tick = duration(
+            "etcd-backup-tick",
+            flags.etcd_backup_tick.or(file.etcd_backup_tick),
+            "1m",
+        )?;
+        if tick.is_zero() {
+            bail!("--etcd-backup-tick must be positive");
+        }
+        let max_concurrent = flags
+            .etcd_backup_max_concurrent
+            .or(file.etcd_backup_max_concurrent)
+            .unwrap_or(5);
+        if max_concurrent == 0 {
+            bail!("--etcd-backup-max-concurrent must be at least 1");
+        }
+        let json_logs = match flags
+            .log_format
+            .or(file.log_format)
+            .as_deref()
+            .unwrap_or("text")
+        {
+            "text" => false,
+            "json" => true,
+            other => bail!("--log-format: {other:?} is not one of text, json"),
+        };
+        Ok(Config {
+            bind: flags
+                .bind
+                .or(file.bind)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8099))),
+            state,
+            store,
+            min_interval,
+            max_interval,
+            jitter: duration(
+                "etcd-backup-jitter",
+                flags.etcd_backup_jitter.or(file.etcd_backup_jitter),
+                "10m",
+            )?,
+            tick,
+            max_concurrent,
+            timeout: duration(
+                "etcd-backup-timeout",
+                flags.etcd_backup_timeout.or(file.etcd_backup_timeout),
+                "30m",
+            )?,
+            json_logs,
+            data_dir,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    serde_yaml_ng::from_str(&text).with_context(|| format!("config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(args: &[&str]) -> Flags {
+        Flags::parse_from(std::iter::once("omni").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_are_embedded_state_and_a_local_store_under_the_data_dir() {
+        let c = Config::resolve(flags(&[])).unwrap();
+        assert_eq!(c.state, StateKind::Embedded);
+        assert_eq!(c.store, Store::Local(PathBuf::from("omni-data/backups")));
+        assert_eq!(c.min_interval, Duration::from_secs(3600));
+        assert_eq!(c.max_concurrent, 5);
+    }
+
+    #[test]
+    fn flags_override_the_file_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("omni.yaml");
+        std::fs::write(&path, "bind: 127.0.0.1:9999\netcd-backup-s3: true\n").unwrap();
+        let c = Config::resolve(flags(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1:1234",
+        ]))
+        .unwrap();
+        assert_eq!(c.bind.port(), 1234);
+        assert_eq!(c.store, Store::S3);
+        let err = Config::resolve(flags(&["--etcd-backup-min-interval", "soon"])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("etcd-backup-min-interval"),
+            "{err:#}"
+        );
+        std::fs::write(&path, "bnd: x\n").unwrap();
+        let err = Config::resolve(flags(&["--config", path.to_str().unwrap()])).unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+    }
+}
