@@ -142,3 +142,15 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Polls a cheap synchronous condition every 2 ms (for catching a pipeline mid-way).
+pub async fn poll_fast(timeout: std::time::Duration, cond: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    false
+}

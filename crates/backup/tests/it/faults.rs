@@ -108,12 +108,8 @@ async fn s3_stopped_mid_upload_fails_and_lists_nothing() {
         let (members, store, r) = (members(&etcd), store.clone(), k.recipient.clone());
         tokio::spawn(async move { take_backup(&members, &store, CLUSTER, &r, 1).await })
     };
-    wait_until(Duration::from_secs(60), || {
-        let seen = has_upload_parts(&s3) || task.is_finished();
-        async move { seen }
-    })
-    .await
-    .expect("multipart upload started");
+    let started = poll_fast(Duration::from_secs(60), || has_upload_parts(&s3) || task.is_finished()).await;
+    assert!(started, "multipart upload started");
     assert!(
         !task.is_finished(),
         "upload must still be running when the store goes away"
@@ -135,7 +131,8 @@ async fn s3_stopped_mid_upload_fails_and_lists_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_backup_future_leaves_nothing_behind() {
     let etcd = etcd_with_keys(1, 5).await;
-    fill_random(&etcd, 24 << 20).await;
+    // Large enough that the upload is caught well before its commit.
+    fill_random(&etcd, 48 << 20).await;
     let members = members(&etcd);
     let k = keys();
 
@@ -143,13 +140,10 @@ async fn dropping_the_backup_future_leaves_nothing_behind() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = BackupStore::local(dir.path()).expect("store");
     let mut backup = Box::pin(take_backup(&members, &store, CLUSTER, &k.recipient, 1));
-    let temp_seen = wait_until(Duration::from_secs(30), || {
-        let seen = !files_under(dir.path()).is_empty();
-        async move { seen }
-    });
+    let temp_seen = poll_fast(Duration::from_secs(30), || !files_under(dir.path()).is_empty());
     tokio::select! {
         res = &mut backup => panic!("backup finished before it could be cancelled: {res:?}"),
-        seen = temp_seen => seen.expect("temp file appears"),
+        seen = temp_seen => assert!(seen, "temp file appears"),
     }
     drop(backup);
     assert!(
@@ -162,13 +156,10 @@ async fn dropping_the_backup_future_leaves_nothing_behind() {
     let s3 = S3Server::start().await.expect("s3");
     let store = BackupStore::s3(&s3_settings(&s3)).expect("store");
     let mut backup = Box::pin(take_backup(&members, &store, CLUSTER, &k.recipient, 1));
-    let started = wait_until(Duration::from_secs(30), || {
-        let seen = has_upload_parts(&s3);
-        async move { seen }
-    });
+    let started = poll_fast(Duration::from_secs(30), || has_upload_parts(&s3));
     tokio::select! {
         res = &mut backup => panic!("backup finished before it could be cancelled: {res:?}"),
-        seen = started => seen.expect("multipart upload starts"),
+        seen = started => assert!(seen, "multipart upload starts"),
     }
     drop(backup);
     wait_until(Duration::from_secs(10), || {

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need (idempotent, cached under
+# ~/.cache/omni-rs), builds the binaries the end-to-end tests drive, and runs
+# every test in the workspace against real etcd and a real S3 server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+eval "$(scripts/setup-test-deps.sh)"
+export PROTOC OMNI_TEST_ETCD_BIN OMNI_TEST_ETCDCTL_BIN OMNI_TEST_ETCDUTL_BIN OMNI_TEST_S3S_BIN
+cargo build --workspace --bins
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+  cargo test --workspace --doc
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi
