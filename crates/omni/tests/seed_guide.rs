@@ -7,7 +7,10 @@ use common::*;
 use omni_testkit::{EtcdCluster, S3Server};
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 const SEED_HEADER: &str = "NAMESPACE   TYPE                      ID                          VERSION   CONFIGURATION NAME   CONFIGURATION ERROR   LAST BACKUP STATUS   LAST BACKUP ERROR   LAST BACKUP TIME   CONFIGURATION ATTEMPT";
@@ -44,7 +47,14 @@ fn manual_backup_yaml(cluster: &str, at: i64) -> String {
 }
 
 fn backup_ids(omni: &Omni, cluster: &str) -> Vec<String> {
-    let out = omni.ctl_ok(&["get", "etcdbackup", "--selector", &format!("omni.sidero.dev/cluster={cluster}"), "-o", "json"]);
+    let out = omni.ctl_ok(&[
+        "get",
+        "etcdbackup",
+        "--selector",
+        &format!("omni.sidero.dev/cluster={cluster}"),
+        "-o",
+        "json",
+    ]);
     let mut ids = Vec::new();
     let de = serde_json::Deserializer::from_str(&out).into_iter::<serde_json::Value>();
     for v in de {
@@ -58,7 +68,12 @@ async fn register_cluster(omni: &Omni, etcd: &EtcdCluster, name: &str) {
         .members()
         .iter()
         .enumerate()
-        .map(|(i, m)| (format!("{name}-m{i}-0000-4000-8000-000000000000"), m.client_url()))
+        .map(|(i, m)| {
+            (
+                format!("{name}-m{i}-0000-4000-8000-000000000000"),
+                m.client_url(),
+            )
+        })
         .collect();
     let out = omni.apply_yaml(&machines_yaml(name, &machines, true));
     assert!(out.status.success(), "{}", stderr(&out));
@@ -68,10 +83,21 @@ async fn register_cluster(omni: &Omni, etcd: &EtcdCluster, name: &str) {
 async fn seed_guide_with_s3() {
     let etcd = EtcdCluster::start(3).await.unwrap();
     for i in 0..20 {
-        etcd.put(format!("/seed/key{i}"), format!("value{i}")).await.unwrap();
+        etcd.put(format!("/seed/key{i}"), format!("value{i}"))
+            .await
+            .unwrap();
     }
     let s3 = S3Server::start().await.unwrap();
-    let omni = Omni::start(&["--etcd-backup-s3", "--etcd-backup-min-interval", "3s", "--etcd-backup-tick", "1s", "--etcd-backup-jitter", "0s"]).await;
+    let omni = Omni::start(&[
+        "--etcd-backup-s3",
+        "--etcd-backup-min-interval",
+        "3s",
+        "--etcd-backup-tick",
+        "1s",
+        "--etcd-backup-jitter",
+        "0s",
+    ])
+    .await;
 
     // 1. Fresh instance: s3 chosen, not initialized.
     let out = omni.ctl_ok(&["get", "etcdbackupoverallstatus"]);
@@ -84,7 +110,10 @@ async fn seed_guide_with_s3() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("incorrect settings for s3 client"), "{err}");
-    assert!(!err.contains("wrong-secret"), "the secret leaked into the error: {err}");
+    assert!(
+        !err.contains("wrong-secret"),
+        "the secret leaked into the error: {err}"
+    );
     let out = omni.ctl(&["get", "etcdbackups3config", "etcd-backup-s3-conf"]);
     assert!(!out.status.success(), "a rejected config was stored");
 
@@ -94,7 +123,11 @@ async fn seed_guide_with_s3() {
     assert!(stdout(&out).contains("created"), "{}", stdout(&out));
     eventually("overall status version 2, configured", || {
         let out = omni.ctl_ok(&["get", "etcdbackupoverallstatus"]);
-        (out.lines().nth(1) == Some("ephemeral   EtcdBackupOverallStatus   etcdbackup-overall-status   2         s3")).then_some(())
+        (out.lines().nth(1)
+            == Some(
+                "ephemeral   EtcdBackupOverallStatus   etcdbackup-overall-status   2         s3",
+            ))
+        .then_some(())
     })
     .await;
 
@@ -109,27 +142,65 @@ async fn seed_guide_with_s3() {
         y.contains("  status: 1\n").then_some(y)
     })
     .await;
-    for line in ["  namespace: ephemeral", "  type: EtcdBackupStatuses.omni.sidero.dev", "  id: talos-default", "  owner: EtcdBackupController", "  phase: running", "  error: \"\"", "  lastbackuptime:", "  lastbackupattempt:"] {
-        assert!(status.lines().any(|l| l == line), "{line:?} missing in\n{status}");
+    for line in [
+        "  namespace: ephemeral",
+        "  type: EtcdBackupStatuses.omni.sidero.dev",
+        "  id: talos-default",
+        "  owner: EtcdBackupController",
+        "  phase: running",
+        "  error: \"\"",
+        "  lastbackuptime:",
+        "  lastbackupattempt:",
+    ] {
+        assert!(
+            status.lines().any(|l| l == line),
+            "{line:?} missing in\n{status}"
+        );
     }
     let overall = omni.ctl_ok(&["get", "etcdbackupoverallstatus", "-o", "yaml"]);
-    assert!(overall.contains("  lastbackupstatus:\n    status: 1\n"), "{overall}");
-    assert!(overall.contains("  owner: EtcdBackupOverallStatusController"), "{overall}");
+    assert!(
+        overall.contains("  lastbackupstatus:\n    status: 1\n"),
+        "{overall}"
+    );
+    assert!(
+        overall.contains("  owner: EtcdBackupOverallStatusController"),
+        "{overall}"
+    );
 
     // The backup is listed, only with the cluster selector.
     let ids = backup_ids(&omni, "talos-default");
     assert_eq!(ids.len(), 1, "{ids:?}");
-    let table = omni.ctl_ok(&["get", "etcdbackup", "--selector", "omni.sidero.dev/cluster=talos-default"]);
+    let table = omni.ctl_ok(&[
+        "get",
+        "etcdbackup",
+        "--selector",
+        "omni.sidero.dev/cluster=talos-default",
+    ]);
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines[0], "NAMESPACE   TYPE         ID                         VERSION     CREATED AT");
+    assert_eq!(
+        lines[0],
+        "NAMESPACE   TYPE         ID                         VERSION     CREATED AT"
+    );
     let secs = ids[0].rsplit('-').next().unwrap();
-    assert_eq!(lines[1], format!("external    EtcdBackup   {}   undefined   {{\"nanos\":0,\"seconds\":{secs}}}", ids[0]));
+    assert_eq!(
+        lines[1],
+        format!(
+            "external    EtcdBackup   {}   undefined   {{\"nanos\":0,\"seconds\":{secs}}}",
+            ids[0]
+        )
+    );
     let out = omni.ctl(&["get", "etcdbackup"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("cluster ID must be specified in query"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cluster ID must be specified in query"),
+        "{}",
+        stderr(&out)
+    );
 
     // 5. Automatic backups through the cluster resource: every interval after the last.
-    let with_interval = format!("{CLUSTER_YAML}  backupconfiguration:\n    interval:\n      seconds: 3\n      nanos: 0\n");
+    let with_interval = format!(
+        "{CLUSTER_YAML}  backupconfiguration:\n    interval:\n      seconds: 3\n      nanos: 0\n"
+    );
     let out = omni.apply_yaml(&with_interval);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("updated"), "{}", stdout(&out));
@@ -138,10 +209,19 @@ async fn seed_guide_with_s3() {
         (ids.len() >= 3).then_some(ids)
     })
     .await;
-    let times: Vec<i64> = ids.iter().map(|id| id.rsplit('-').next().unwrap().parse().unwrap()).collect();
-    assert!(times.windows(2).all(|w| w[0] > w[1]), "listing must be newest first: {times:?}");
+    let times: Vec<i64> = ids
+        .iter()
+        .map(|id| id.rsplit('-').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] > w[1]),
+        "listing must be newest first: {times:?}"
+    );
     for w in times.windows(2) {
-        assert!(w[0] - w[1] >= 3, "backups closer than the interval: {times:?}");
+        assert!(
+            w[0] - w[1] >= 3,
+            "backups closer than the interval: {times:?}"
+        );
     }
 
     // 6. A second cluster with no backups gets its first one at once when the
@@ -149,7 +229,12 @@ async fn seed_guide_with_s3() {
     let etcd2 = EtcdCluster::start(1).await.unwrap();
     register_cluster(&omni, &etcd2, "second").await;
     let second = CLUSTER_YAML.replace("talos-default", "second").replace("  finalizers:\n    - KubernetesUpgradeStatusController\n    - TalosUpgradeStatusController\n    - SecretsController\n    - ClusterController\n", "");
-    let out = omni.apply_yaml(&format!("{second}  backupconfiguration:\n    interval:\n      seconds: 3600\n      nanos: 0\n"));
+    let out = omni.apply_yaml(&format!(
+        "{second}  backupconfiguration:\n    interval:\n      seconds: 3600\n      nanos: 0\n"
+    ));
     assert!(out.status.success(), "{}", stderr(&out));
-    eventually("first automatic backup of the second cluster", || (backup_ids(&omni, "second").len() == 1).then_some(())).await;
+    eventually("first automatic backup of the second cluster", || {
+        (backup_ids(&omni, "second").len() == 1).then_some(())
+    })
+    .await;
 }

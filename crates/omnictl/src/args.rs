@@ -51,6 +51,9 @@ pub enum Command {
     /// Show or change the omnictl config file
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Download etcd backups and export their keys
+    #[command(subcommand, name = "etcd-backup")]
+    EtcdBackup(EtcdBackupCommand),
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -184,4 +187,41 @@ mod tests {
             Some("omni.sidero.dev/cluster=talos-default")
         );
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EtcdBackupCommand {
+    /// Download a backup as a snapshot file that `etcdutl snapshot restore` accepts
+    Download(DownloadArgs),
+    /// Write a cluster's backup key (age identity) to a file (admins only)
+    ExportKey(ExportKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// Cluster name
+    #[arg(long)]
+    pub cluster: String,
+    /// Backup id (talos-default-1702166400) or snapshot name
+    #[arg(long, conflicts_with = "latest")]
+    pub snapshot: Option<String>,
+    /// The newest backup (the default)
+    #[arg(long)]
+    pub latest: bool,
+    /// Download the stored object as is (age-encrypted zstd; admins only)
+    #[arg(long)]
+    pub encrypted: bool,
+    /// Output file
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportKeyArgs {
+    /// Cluster name
+    #[arg(long)]
+    pub cluster: String,
+    /// Output file (written with mode 0600)
+    #[arg(short, long)]
+    pub output: PathBuf,
 }

@@ -54,22 +54,9 @@ impl ConfigFile {
 
     /// Writes the file atomically (temp file + rename), readable by the owner only.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        create_private_dir(dir)
-            .with_context(|| format!("cannot create directory {}", dir.display()))?;
         let text = serde_yaml_ng::to_string(self)?;
-        let write = || -> std::io::Result<()> {
-            // tempfile creates the file with mode 0600.
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-            tmp.write_all(text.as_bytes())?;
-            tmp.as_file().sync_all()?;
-            tmp.persist(path).map_err(|e| e.error)?;
-            Ok(())
-        };
-        write().with_context(|| format!("cannot write config file {}", path.display()))
+        write_private_file(path, &text)
+            .with_context(|| format!("cannot write config file {}", path.display()))
     }
 
     /// The YAML shown by `config show`: the token replaced by `<redacted>`.
@@ -176,6 +163,26 @@ impl Settings {
 }
 
 /// The process environment, as the resolvers take it.
+/// Writes `text` to `path` atomically (temp file + fsync + rename), readable
+/// by the owner only; creates the directory (0700) when missing.
+pub fn write_private_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    create_private_dir(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    // tempfile creates the file with mode 0600.
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }

@@ -108,7 +108,10 @@ async fn s3_stopped_mid_upload_fails_and_lists_nothing() {
         let (members, store, r) = (members(&etcd), store.clone(), k.recipient.clone());
         tokio::spawn(async move { take_backup(&members, &store, CLUSTER, &r, 1).await })
     };
-    let started = poll_fast(Duration::from_secs(60), || has_upload_parts(&s3) || task.is_finished()).await;
+    let started = poll_fast(Duration::from_secs(60), || {
+        has_upload_parts(&s3) || task.is_finished()
+    })
+    .await;
     assert!(started, "multipart upload started");
     assert!(
         !task.is_finished(),
@@ -140,7 +143,9 @@ async fn dropping_the_backup_future_leaves_nothing_behind() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = BackupStore::local(dir.path()).expect("store");
     let mut backup = Box::pin(take_backup(&members, &store, CLUSTER, &k.recipient, 1));
-    let temp_seen = poll_fast(Duration::from_secs(30), || !files_under(dir.path()).is_empty());
+    let temp_seen = poll_fast(Duration::from_secs(30), || {
+        !files_under(dir.path()).is_empty()
+    });
     tokio::select! {
         res = &mut backup => panic!("backup finished before it could be cancelled: {res:?}"),
         seen = temp_seen => assert!(seen, "temp file appears"),

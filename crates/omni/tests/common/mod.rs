@@ -16,7 +16,11 @@ pub fn omni_bin() -> PathBuf {
 /// (scripts/test.sh does).
 pub fn omnictl_bin() -> PathBuf {
     let p = omni_bin().with_file_name("omnictl");
-    assert!(p.exists(), "{} missing: run `cargo build --workspace --bins` (scripts/test.sh does)", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo build --workspace --bins` (scripts/test.sh does)",
+        p.display()
+    );
     p
 }
 
@@ -44,7 +48,10 @@ impl Omni {
             log,
         };
         omni.spawn().await;
-        omni.token = std::fs::read_to_string(omni.data_dir().join("admin-token")).unwrap().trim().to_string();
+        omni.token = std::fs::read_to_string(omni.data_dir().join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_string();
         omni
     }
 
@@ -57,7 +64,11 @@ impl Omni {
     }
 
     async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(omni_bin())
             .arg("--data-dir")
             .arg(self.data_dir())
@@ -75,7 +86,14 @@ impl Omni {
         omni_testkit::wait_until(WAIT, || {
             let client = client.clone();
             let url = url.clone();
-            async move { client.get(&url).send().await.map(|r| r.status().is_success()).unwrap_or(false) }
+            async move {
+                client
+                    .get(&url)
+                    .send()
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false)
+            }
         })
         .await
         .unwrap_or_else(|_| panic!("omni did not become ready; log:\n{}", self.log_text()));
@@ -96,7 +114,10 @@ impl Omni {
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("omni not running");
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         c.wait().unwrap()
     }
 
@@ -125,7 +146,12 @@ impl Omni {
     /// omnictl that must succeed; returns stdout.
     pub fn ctl_ok(&self, args: &[&str]) -> String {
         let out = self.ctl(args);
-        assert!(out.status.success(), "omnictl {args:?} failed: {}\nserver log:\n{}", stderr(&out), self.log_text());
+        assert!(
+            out.status.success(),
+            "omnictl {args:?} failed: {}\nserver log:\n{}",
+            stderr(&out),
+            self.log_text()
+        );
         stdout(&out)
     }
 
@@ -176,8 +202,16 @@ pub async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 
 /// YAML registering `machines` as control-plane (or worker) members of `cluster`.
 pub fn machines_yaml(cluster: &str, machines: &[(String, String)], controlplane: bool) -> String {
-    let role = if controlplane { "omni.sidero.dev/role-controlplane" } else { "omni.sidero.dev/role-worker" };
-    let set = if controlplane { "control-planes" } else { "workers" };
+    let role = if controlplane {
+        "omni.sidero.dev/role-controlplane"
+    } else {
+        "omni.sidero.dev/role-worker"
+    };
+    let set = if controlplane {
+        "control-planes"
+    } else {
+        "workers"
+    };
     let mut out = String::new();
     for (uuid, url) in machines {
         out.push_str(&format!(

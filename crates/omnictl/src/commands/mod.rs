@@ -3,6 +3,7 @@
 mod apply;
 mod config;
 mod delete;
+mod etcd_backup;
 mod get;
 mod token;
 
@@ -43,6 +44,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Delete(args) => delete::run(&ctx, &args, out).await,
         Command::Token(cmd) => token::run(&ctx, cmd, out).await,
         Command::Config(cmd) => config::run(&ctx, cmd, out),
+        Command::EtcdBackup(cmd) => etcd_backup::run(&ctx, cmd, out).await,
     }
 }
 

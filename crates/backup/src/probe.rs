@@ -1,0 +1,185 @@
+//! A health probe of one etcd member: connect (TLS when configured) and ask
+//! for its `Maintenance.Status`, both bounded by a short timeout.
+//!
+//! Unlike the snapshot source this does not require a leader: a member that
+//! answers but has lost quorum is reachable, and says so in its status.
+
+use std::time::Duration;
+
+use etcd_client::{Certificate, Client, ConnectOptions, Identity as TlsIdentity, TlsOptions};
+
+use crate::snapshot::{MemberEndpoint, SourceError};
+
+/// What a member said about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberStatus {
+    /// The answering member's id (from the response header).
+    pub member_id: u64,
+    /// The leader's member id as this member sees it; 0 when it has none.
+    pub leader_id: u64,
+    /// etcd server version, e.g. `3.5.16`.
+    pub version: String,
+    /// Size of the backend database in bytes.
+    pub db_size: u64,
+    /// Raft term.
+    pub raft_term: u64,
+    /// Errors the member reports (alarms, e.g. `NOSPACE`).
+    pub errors: Vec<String>,
+}
+
+impl MemberStatus {
+    /// Whether the answering member is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.member_id != 0 && self.member_id == self.leader_id
+    }
+
+    /// Why the member is not healthy, in words; `None` when it is.
+    pub fn problem(&self) -> Option<String> {
+        if self.leader_id == 0 {
+            Some("member has no leader (quorum lost?)".to_string())
+        } else if !self.errors.is_empty() {
+            Some(format!("member reports: {}", self.errors.join("; ")))
+        } else {
+            None
+        }
+    }
+}
+
+/// Connects to `m` and asks for its status, giving up after `timeout` for
+/// each of the two steps.
+///
+/// # Errors
+/// [`SourceError::NoUrls`], [`SourceError::Connect`] (bad TLS material,
+/// refused or timed-out connection) or [`SourceError::Status`] (the status
+/// call failed or timed out). Messages carry the underlying causes.
+pub async fn member_status(
+    m: &MemberEndpoint,
+    timeout: Duration,
+) -> Result<MemberStatus, SourceError> {
+    let member = m.name.clone();
+    if m.urls.is_empty() {
+        return Err(SourceError::NoUrls { member });
+    }
+    let mut connect = ConnectOptions::new()
+        .with_connect_timeout(timeout)
+        .with_timeout(timeout);
+    if let Some(tls) = &m.tls {
+        let mut t = TlsOptions::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+        match (&tls.cert_pem, &tls.key_pem) {
+            (Some(cert), Some(key)) => t = t.identity(TlsIdentity::from_pem(cert, key)),
+            (None, None) => {}
+            _ => {
+                return Err(SourceError::Connect {
+                    member,
+                    detail: "client certificate and key must be given together".into(),
+                })
+            }
+        }
+        connect = connect.with_tls(t);
+    }
+    let connecting = Client::connect(&m.urls, Some(connect));
+    let mut client = match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            return Err(SourceError::Connect {
+                member,
+                detail: with_causes(&e),
+            })
+        }
+        Err(_) => {
+            return Err(SourceError::Connect {
+                member,
+                detail: format!("timed out after {timeout:?}"),
+            })
+        }
+    };
+    let status = match tokio::time::timeout(timeout, client.status()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return Err(SourceError::Status {
+                member,
+                detail: with_causes(&e),
+            })
+        }
+        Err(_) => {
+            return Err(SourceError::Status {
+                member,
+                detail: format!("timed out after {timeout:?} (member down?)"),
+            })
+        }
+    };
+    Ok(MemberStatus {
+        member_id: status.header().map(|h| h.member_id()).unwrap_or(0),
+        leader_id: status.leader(),
+        version: status.version().to_string(),
+        db_size: u64::try_from(status.db_size()).unwrap_or(0),
+        raft_term: status.raft_term(),
+        errors: status.errors().to_vec(),
+    })
+}
+
+/// An error and its sources on one line, skipping repeats (transport errors
+/// say little on their own: the cause is in the chain).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !text.is_empty() && !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = cause.source();
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leader_and_problems_in_words() {
+        let mut s = MemberStatus {
+            member_id: 7,
+            leader_id: 7,
+            ..MemberStatus::default()
+        };
+        assert!(s.is_leader());
+        assert_eq!(s.problem(), None);
+        s.leader_id = 0;
+        assert!(!s.is_leader());
+        assert_eq!(
+            s.problem().as_deref(),
+            Some("member has no leader (quorum lost?)")
+        );
+        s.leader_id = 3;
+        s.errors = vec!["NOSPACE".into()];
+        assert_eq!(s.problem().as_deref(), Some("member reports: NOSPACE"));
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_an_error_in_words() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let m = MemberEndpoint {
+            name: "m0".into(),
+            urls: vec![format!("http://127.0.0.1:{port}")],
+            tls: None,
+        };
+        let err = member_status(&m, Duration::from_millis(500))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("member m0: "), "{err}");
+        let none = MemberEndpoint {
+            urls: vec![],
+            ..m
+        };
+        let err = member_status(&none, Duration::from_millis(500))
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "member m0: no client URLs");
+    }
+}
