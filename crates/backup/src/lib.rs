@@ -16,6 +16,7 @@ pub mod digest;
 mod download;
 mod error;
 pub mod keys;
+pub mod probe;
 pub mod snapshot;
 pub mod store;
 mod transform;

@@ -173,10 +173,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("member m0: "), "{err}");
-        let none = MemberEndpoint {
-            urls: vec![],
-            ..m
-        };
+        let none = MemberEndpoint { urls: vec![], ..m };
         let err = member_status(&none, Duration::from_millis(500))
             .await
             .unwrap_err();

@@ -11,6 +11,8 @@
 
 pub mod admission;
 pub mod backup;
+pub mod cluster;
 pub mod cluster_machines;
 pub mod external;
+pub mod machine_status;
 pub mod store;

@@ -53,6 +53,9 @@ pub struct Flags {
     /// Longest a single backup may take.
     #[arg(long)]
     pub etcd_backup_timeout: Option<String>,
+    /// Time between two probes of every machine's etcd member (Go duration).
+    #[arg(long)]
+    pub machine_probe_interval: Option<String>,
     /// Log format: `text` or `json`.
     #[arg(long)]
     pub log_format: Option<String>,
@@ -73,6 +76,7 @@ pub struct FileConfig {
     pub etcd_backup_tick: Option<String>,
     pub etcd_backup_max_concurrent: Option<usize>,
     pub etcd_backup_timeout: Option<String>,
+    pub machine_probe_interval: Option<String>,
     pub log_format: Option<String>,
 }
 
@@ -101,6 +105,7 @@ pub struct Config {
     pub tick: Duration,
     pub max_concurrent: usize,
     pub timeout: Duration,
+    pub machine_probe_interval: Duration,
     pub json_logs: bool,
 }
 
@@ -166,6 +171,14 @@ impl Config {
         if max_concurrent == 0 {
             bail!("--etcd-backup-max-concurrent must be at least 1");
         }
+        let machine_probe_interval = duration(
+            "machine-probe-interval",
+            flags.machine_probe_interval.or(file.machine_probe_interval),
+            "10s",
+        )?;
+        if machine_probe_interval.is_zero() {
+            bail!("--machine-probe-interval must be positive");
+        }
         let json_logs = match flags
             .log_format
             .or(file.log_format)
@@ -197,6 +210,7 @@ impl Config {
                 flags.etcd_backup_timeout.or(file.etcd_backup_timeout),
                 "30m",
             )?,
+            machine_probe_interval,
             json_logs,
             data_dir,
         })
@@ -224,6 +238,10 @@ mod tests {
         assert_eq!(c.store, Store::Local(PathBuf::from("omni-data/backups")));
         assert_eq!(c.min_interval, Duration::from_secs(3600));
         assert_eq!(c.max_concurrent, 5);
+        assert_eq!(c.machine_probe_interval, Duration::from_secs(10));
+        let c = Config::resolve(flags(&["--machine-probe-interval", "500ms"])).unwrap();
+        assert_eq!(c.machine_probe_interval, Duration::from_millis(500));
+        assert!(Config::resolve(flags(&["--machine-probe-interval", "0s"])).is_err());
     }
 
     #[test]

@@ -8,8 +8,12 @@ use anyhow::Context as _;
 use omni_api::{Api, ApiSettings};
 use omni_controllers::admission::S3ConfigAdmission;
 use omni_controllers::backup::{BackupSettings, EtcdBackupController, ScheduleSettings};
+use omni_controllers::cluster::ClusterController;
 use omni_controllers::cluster_machines::ClusterMachineController;
 use omni_controllers::external::EtcdBackupSource;
+use omni_controllers::machine_status::{
+    ClusterMachineStatusController, MachineStatusController, MachineStatusSettings,
+};
 use omni_controllers::store::{StoreChoice, StoreController, Stores};
 use omni_resources::specs::backup::{EtcdBackupS3ConfigSpec, EtcdBackupSpec};
 use omni_resources::specs::Kind;
@@ -51,6 +55,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         stores: stores.clone(),
     }))?;
     runtime.register(Arc::new(ClusterMachineController))?;
+    runtime.register(Arc::new(ClusterController))?;
+    runtime.register(Arc::new(MachineStatusController {
+        settings: MachineStatusSettings {
+            interval: config.machine_probe_interval,
+            ..MachineStatusSettings::default()
+        },
+    }))?;
+    runtime.register(Arc::new(ClusterMachineStatusController))?;
     let settings = BackupSettings {
         schedule: ScheduleSettings {
             min_interval: config.min_interval,
