@@ -4,6 +4,7 @@ pub mod auth;
 mod error;
 pub mod hooks;
 mod openapi;
+mod ratelimit;
 mod resources;
 mod tokens;
 mod watch;
@@ -20,6 +21,7 @@ use omni_resources::specs::ValidationContext;
 use omni_state::State;
 
 pub use error::ApiError;
+pub use ratelimit::RateLimit;
 
 /// Largest request body accepted; resources are small.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -29,6 +31,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct ApiSettings {
     pub min_backup_interval: std::time::Duration,
     pub max_backup_interval: std::time::Duration,
+    pub rate_limit: RateLimit,
 }
 
 impl Default for ApiSettings {
@@ -37,6 +40,7 @@ impl Default for ApiSettings {
         ApiSettings {
             min_backup_interval: ctx.min_backup_interval,
             max_backup_interval: ctx.max_backup_interval,
+            rate_limit: RateLimit::default(),
         }
     }
 }
@@ -49,6 +53,7 @@ pub struct Api {
     pub(crate) admission: Vec<(&'static str, Arc<dyn hooks::Admission>)>,
     pub(crate) external: Vec<(&'static str, Arc<dyn hooks::ExternalSource>)>,
     ready: Arc<AtomicBool>,
+    limiter: Arc<ratelimit::Limiter>,
 }
 
 impl Api {
@@ -59,6 +64,7 @@ impl Api {
             admission: Vec::new(),
             external: Vec::new(),
             ready: Arc::new(AtomicBool::new(false)),
+            limiter: Arc::default(),
         }
     }
 
@@ -81,6 +87,27 @@ impl Api {
     /// A handle to flip readiness once the server is fully up.
     pub fn readiness(&self) -> Arc<AtomicBool> {
         self.ready.clone()
+    }
+
+    /// Authenticates a request and charges it to its token's rate limit.
+    pub async fn caller(&self, headers: &axum::http::HeaderMap) -> Result<auth::Caller, ApiError> {
+        let caller = auth::authenticate(&self.state, headers).await?;
+        if !self.limiter.allow(
+            &caller.token_id,
+            self.settings.rate_limit,
+            std::time::Instant::now(),
+        ) {
+            return Err(ApiError::TooManyRequests(format!(
+                "token {} exceeded {} requests per second; slow down",
+                caller.token_id, self.settings.rate_limit.per_second
+            )));
+        }
+        Ok(caller)
+    }
+
+    /// The state the API serves.
+    pub fn state(&self) -> &State {
+        &self.state
     }
 
     pub(crate) fn validation_context(&self) -> ValidationContext {

@@ -10,7 +10,7 @@ use omni_resources::{LabelSelector, Resource};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::{authenticate, Caller, Role};
+use crate::auth::{Caller, Role};
 use crate::{Api, ApiError};
 
 #[derive(Debug, Deserialize)]
@@ -49,7 +49,7 @@ pub(crate) async fn list(
     Path((kind, namespace)): Path<(String, String)>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = authenticate(&api.state, &headers).await?;
+    let caller = api.caller(&headers).await?;
     let info = kind_info(&kind)?;
     check_read(&caller, &namespace)?;
     let selector = parse_selector(q.selector.as_deref())?;
@@ -71,7 +71,7 @@ pub(crate) async fn get(
     headers: HeaderMap,
     Path((kind, namespace, id)): Path<(String, String, String)>,
 ) -> Result<Json<Resource>, ApiError> {
-    let caller = authenticate(&api.state, &headers).await?;
+    let caller = api.caller(&headers).await?;
     let info = kind_info(&kind)?;
     check_read(&caller, &namespace)?;
     let res = if let Some(source) = api.external_source(info.name) {

@@ -7,7 +7,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::{authenticate, create_token, revoke_token, Role};
+use crate::auth::{create_token, revoke_token, Role};
 use crate::{Api, ApiError};
 
 #[derive(Deserialize)]
@@ -23,7 +23,7 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let caller = authenticate(&api.state, &headers).await?;
+    let caller = api.caller(&headers).await?;
     caller.require(Role::Admin, "creating tokens")?;
     let req: CreateToken = serde_json::from_slice(&body)
         .map_err(|e| ApiError::Invalid(format!("invalid token request: {e}")))?;
@@ -46,7 +46,7 @@ pub(crate) async fn revoke(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = authenticate(&api.state, &headers).await?;
+    let caller = api.caller(&headers).await?;
     caller.require(Role::Admin, "revoking tokens")?;
     revoke_token(&api.state, &id).await?;
     tracing::info!(token_id = %id, by = %caller.token_id, "token revoked");

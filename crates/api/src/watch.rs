@@ -11,7 +11,6 @@ use omni_resources::Resource;
 use omni_state::EventKind;
 use serde_json::json;
 
-use crate::auth::authenticate;
 use crate::resources::{check_read, kind_info, parse_selector, visible, ListQuery};
 use crate::{Api, ApiError};
 
@@ -28,7 +27,7 @@ pub(crate) async fn watch(
     Path((kind, namespace)): Path<(String, String)>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let caller = authenticate(&api.state, &headers).await?;
+    let caller = api.caller(&headers).await?;
     let info = kind_info(&kind)?;
     check_read(&caller, &namespace)?;
     if api.external_source(info.name).is_some() {

@@ -12,7 +12,7 @@ use omni_resources::validate::{validate_id, validate_labels};
 use omni_resources::Resource;
 use serde_json::{json, Value};
 
-use crate::auth::{authenticate, Caller, Role};
+use crate::auth::{Caller, Role};
 use crate::resources::{kind_info, visible};
 use crate::{Api, ApiError};
 
@@ -119,7 +119,7 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Resource>), ApiError> {
-    let caller = authenticate(&api.state, &headers).await?;
+    let caller = api.caller(&headers).await?;
     let (info, mut res) = prepare(&api, &caller, &body)?;
     res.metadata.finalizers.clear();
     admit(&api, &res).await?;
@@ -134,7 +134,7 @@ pub(crate) async fn update(
     Path((kind, namespace, id)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Result<Json<Resource>, ApiError> {
-    let caller = authenticate(&api.state, &headers).await?;
+    let caller = api.caller(&headers).await?;
     let (info, res) = prepare(&api, &caller, &body)?;
     if kind_info(&kind)?.name != info.name
         || namespace != res.metadata.namespace
@@ -172,9 +172,27 @@ pub(crate) async fn apply(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = authenticate(&api.state, &headers).await?;
-    let (info, mut res) = prepare(&api, &caller, &body)?;
-    let (result, stored) = match api.state.get_opt(&res.key()).await? {
+    let caller = api.caller(&headers).await?;
+    let (info, res) = prepare(&api, &caller, &body)?;
+    // Without a pinned version, apply is last-writer-wins: a concurrent
+    // write between our read and our write is retried, not reported.
+    let pinned = res.metadata.version != 0;
+    let mut attempts = 0;
+    let (result, stored) = loop {
+        attempts += 1;
+        match apply_once(&api, res.clone()).await {
+            Err(ApiError::Conflict(_)) if !pinned && attempts < 16 => continue,
+            other => break other?,
+        }
+    };
+    tracing::info!(resource = %stored.key(), result, token = %caller.token_id, "applied");
+    Ok(Json(
+        json!({"result": result, "resource": visible(&caller, info, stored)}),
+    ))
+}
+
+async fn apply_once(api: &Api, mut res: Resource) -> Result<(&'static str, Resource), ApiError> {
+    match api.state.get_opt(&res.key()).await? {
         None => {
             if res.metadata.version != 0 {
                 return Err(ApiError::NotFound(format!(
@@ -183,8 +201,8 @@ pub(crate) async fn apply(
                 )));
             }
             res.metadata.finalizers.clear();
-            admit(&api, &res).await?;
-            ("created", api.state.create(res).await?)
+            admit(api, &res).await?;
+            Ok(("created", api.state.create(res).await?))
         }
         Some(stored) => {
             if res.metadata.version != 0 && res.metadata.version != stored.metadata.version {
@@ -196,20 +214,15 @@ pub(crate) async fn apply(
                 )));
             }
             if same_content(&stored, &res) {
-                ("unchanged", stored)
-            } else {
-                let res = merge_into_stored(&stored, res);
-                if stored.spec != res.spec {
-                    admit(&api, &res).await?;
-                }
-                ("updated", api.state.update(res).await?)
+                return Ok(("unchanged", stored));
             }
+            let res = merge_into_stored(&stored, res);
+            if stored.spec != res.spec {
+                admit(api, &res).await?;
+            }
+            Ok(("updated", api.state.update(res).await?))
         }
-    };
-    tracing::info!(resource = %stored.key(), result, token = %caller.token_id, "applied");
-    Ok(Json(
-        json!({"result": result, "resource": visible(&caller, info, stored)}),
-    ))
+    }
 }
 
 pub(crate) async fn destroy(
@@ -217,7 +230,7 @@ pub(crate) async fn destroy(
     headers: HeaderMap,
     Path((kind, namespace, id)): Path<(String, String, String)>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let caller = authenticate(&api.state, &headers).await?;
+    let caller = api.caller(&headers).await?;
     let info = kind_info(&kind)?;
     if let Some(source) = api.external_source(info.name) {
         caller.require(Role::Admin, &format!("deleting {}", info.name))?;

@@ -371,3 +371,38 @@ async fn openapi_and_health_are_served() {
     let (s, _) = f.call(Method::GET, "/readyz", None, None).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn each_token_is_rate_limited_on_its_own() {
+    let state = State::memory();
+    let (_, a) = create_token(&state, Role::Reader, "").await.unwrap();
+    let (_, b) = create_token(&state, Role::Reader, "").await.unwrap();
+    let settings = ApiSettings {
+        rate_limit: omni_api::RateLimit {
+            per_second: 0.001,
+            burst: 3.0,
+        },
+        ..ApiSettings::default()
+    };
+    let router = Api::new(state, settings).router();
+    let get = |token: String| {
+        let router = router.clone();
+        async move {
+            let req = Request::builder()
+                .uri("/api/v1/resources/cluster/default")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap();
+            router.oneshot(req).await.unwrap().status()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(get(a.clone()).await, StatusCode::OK);
+    }
+    assert_eq!(get(a.clone()).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        get(b.clone()).await,
+        StatusCode::OK,
+        "another token is not slowed down"
+    );
+}

@@ -9,8 +9,8 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use futures::StreamExt;
-use omni_api::auth::{authenticate, Role};
-use omni_api::ApiError;
+use omni_api::auth::Role;
+use omni_api::{Api, ApiError};
 use omni_backup::parse_identity;
 use omni_controllers::backup::data::identity_secret;
 use omni_controllers::external::EtcdBackupSource;
@@ -18,14 +18,15 @@ use tokio_util::io::ReaderStream;
 
 #[derive(Clone)]
 struct Ctx {
+    api: Api,
     source: Arc<EtcdBackupSource>,
 }
 
-pub fn router(source: Arc<EtcdBackupSource>) -> Router {
+pub fn router(api: Api, source: Arc<EtcdBackupSource>) -> Router {
     Router::new()
         .route("/api/v1/etcd-backups/{id}/snapshot", get(snapshot))
         .route("/api/v1/etcd-backups/{id}/object", get(object))
-        .with_state(Ctx { source })
+        .with_state(Ctx { api, source })
 }
 
 /// The restored snapshot (decrypted, decompressed, trailer verified on the
@@ -36,7 +37,7 @@ async fn snapshot(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let caller = authenticate(&ctx.source.state, &headers).await?;
+    let caller = ctx.api.caller(&headers).await?;
     caller.require(Role::Operator, "downloading backups")?;
     let (key, data, store) = ctx.source.locate(&id).await?;
     let identity = parse_identity(&identity_secret(&data))
@@ -72,7 +73,7 @@ async fn object(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let caller = authenticate(&ctx.source.state, &headers).await?;
+    let caller = ctx.api.caller(&headers).await?;
     caller.require(Role::Admin, "downloading encrypted backup objects")?;
     let (key, _, store) = ctx.source.locate(&id).await?;
     let stream = store

@@ -56,6 +56,12 @@ pub struct Flags {
     /// Time between two probes of every machine's etcd member (Go duration).
     #[arg(long)]
     pub machine_probe_interval: Option<String>,
+    /// Requests per second each API token may make.
+    #[arg(long)]
+    pub api_rate_limit: Option<f64>,
+    /// Requests a token may burst above its rate.
+    #[arg(long)]
+    pub api_rate_burst: Option<f64>,
     /// Log format: `text` or `json`.
     #[arg(long)]
     pub log_format: Option<String>,
@@ -77,6 +83,8 @@ pub struct FileConfig {
     pub etcd_backup_max_concurrent: Option<usize>,
     pub etcd_backup_timeout: Option<String>,
     pub machine_probe_interval: Option<String>,
+    pub api_rate_limit: Option<f64>,
+    pub api_rate_burst: Option<f64>,
     pub log_format: Option<String>,
 }
 
@@ -106,6 +114,8 @@ pub struct Config {
     pub max_concurrent: usize,
     pub timeout: Duration,
     pub machine_probe_interval: Duration,
+    pub rate_limit: f64,
+    pub rate_burst: f64,
     pub json_logs: bool,
 }
 
@@ -179,6 +189,16 @@ impl Config {
         if machine_probe_interval.is_zero() {
             bail!("--machine-probe-interval must be positive");
         }
+        let rate_limit = flags.api_rate_limit.or(file.api_rate_limit).unwrap_or(50.0);
+        let rate_burst = flags
+            .api_rate_burst
+            .or(file.api_rate_burst)
+            .unwrap_or(200.0);
+        if !(rate_limit.is_finite() && rate_limit > 0.0)
+            || !(rate_burst.is_finite() && rate_burst >= 1.0)
+        {
+            bail!("--api-rate-limit must be positive and --api-rate-burst at least 1");
+        }
         let json_logs = match flags
             .log_format
             .or(file.log_format)
@@ -211,6 +231,8 @@ impl Config {
                 "30m",
             )?,
             machine_probe_interval,
+            rate_limit,
+            rate_burst,
             json_logs,
             data_dir,
         })

@@ -88,12 +88,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ApiSettings {
             min_backup_interval: config.min_interval,
             max_backup_interval: config.max_interval,
+            rate_limit: omni_api::RateLimit {
+                per_second: config.rate_limit,
+                burst: config.rate_burst,
+            },
         },
     )
     .with_admission(EtcdBackupS3ConfigSpec::TYPE, Arc::new(S3ConfigAdmission))
     .with_external(EtcdBackupSpec::TYPE, source.clone());
     let ready = api.readiness();
-    let app = api.router().merge(crate::backup_http::router(source));
+    let app = api
+        .clone()
+        .router()
+        .merge(crate::backup_http::router(api, source));
 
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await

@@ -54,6 +54,9 @@ pub enum Command {
     /// Download etcd backups and export their keys
     #[command(subcommand, name = "etcd-backup")]
     EtcdBackup(EtcdBackupCommand),
+    /// Manage clusters
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -224,4 +227,40 @@ pub struct ExportKeyArgs {
     /// Output file (written with mode 0600)
     #[arg(short, long)]
     pub output: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Cluster templates: validate, diff, sync, status, delete
+    Template(TemplateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TemplateArgs {
+    /// Cluster template file ('-' for stdin); before or after the subcommand
+    #[arg(short, long, global = true, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: TemplateCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum TemplateCommand {
+    /// Check the template: every problem, with its document and field
+    Validate,
+    /// Show what a sync would change, as a unified diff per resource
+    Diff,
+    /// Create, update and delete resources so the cluster matches the template
+    Sync {
+        /// Also print the diff of every change
+        #[arg(short, long)]
+        verbose: bool,
+        /// Print what would be done, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show the cluster, its machine sets and its machines' statuses
+    Status,
+    /// Delete the cluster; its machine sets and nodes are torn down with it
+    Delete,
 }

@@ -7,6 +7,7 @@ pub mod duration;
 pub mod kinds;
 pub mod labels;
 pub mod meta;
+pub mod retention;
 pub mod specs;
 pub mod validate;
 

@@ -1,6 +1,7 @@
 //! One module per command; `run` dispatches.
 
 mod apply;
+mod cluster_template;
 mod config;
 mod delete;
 mod etcd_backup;
@@ -12,7 +13,7 @@ use std::io::Write;
 use anyhow::Context as _;
 use omni_client::Client;
 
-use crate::args::{Cli, Command, GlobalArgs};
+use crate::args::{Cli, ClusterCommand, Command, GlobalArgs};
 use crate::config::{process_env, ConfigLocation, Settings};
 
 /// What every command may need: the global flags and where the config is.
@@ -45,6 +46,9 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Token(cmd) => token::run(&ctx, cmd, out).await,
         Command::Config(cmd) => config::run(&ctx, cmd, out),
         Command::EtcdBackup(cmd) => etcd_backup::run(&ctx, cmd, out).await,
+        Command::Cluster(ClusterCommand::Template(args)) => {
+            cluster_template::run(&ctx, &args, out).await
+        }
     }
 }
 

@@ -10,6 +10,8 @@ use omni_resources::{Resource, TypeInfo};
 
 use crate::args::OutputFormat;
 
+pub use table::render as render_table;
+
 use json::JsonPrinter;
 use table::TablePrinter;
 use yaml::YamlPrinter;

@@ -1,0 +1,327 @@
+//! Reading a template: multi-document YAML, one document per `kind`.
+//! Every problem is collected, not just the first.
+
+use std::collections::HashMap;
+
+use omni_resources::duration::parse_go_duration;
+use omni_resources::validate::validate_id;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+use crate::model::{ClusterTemplate, MachineSetTemplate, Role, Template};
+use crate::problem::{Problem, Problems};
+
+const KINDS: &str = "Cluster, ControlPlane or Workers";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawCluster {
+    #[allow(dead_code)]
+    kind: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    kubernetes: RawVersion,
+    #[serde(default)]
+    talos: RawVersion,
+    #[serde(default)]
+    features: RawFeatures,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVersion {
+    #[serde(default)]
+    version: String,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawFeatures {
+    #[serde(default)]
+    enable_workload_proxy: bool,
+    #[serde(default)]
+    disk_encryption: bool,
+    #[serde(default)]
+    backup_configuration: Option<RawBackup>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackup {
+    #[serde(default)]
+    interval: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMachines {
+    #[allow(dead_code)]
+    kind: String,
+    #[serde(default)]
+    machines: Vec<String>,
+}
+
+/// Problems of one document, with its number and kind.
+struct Doc<'a> {
+    number: usize,
+    kind: Option<&'a str>,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Doc<'_> {
+    fn problem(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.problems
+            .push(Problem::document(self.number, self.kind, field, message));
+    }
+
+    /// Deserializes the document, naming the field on failure.
+    fn parse<T: DeserializeOwned>(&mut self, value: Value) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let path = e.path().to_string();
+                let field = if path == "." { String::new() } else { path };
+                self.problem(field, e.into_inner().to_string());
+                None
+            }
+        }
+    }
+}
+
+/// Parses and checks a template on its own (without the server's facts).
+///
+/// # Errors
+/// Every problem found: YAML syntax, unknown or missing kinds, unknown
+/// fields, missing names and versions, bad durations, missing or repeated
+/// documents, invalid or repeated machine ids.
+pub fn parse(text: &str) -> Result<Template, Problems> {
+    let mut problems = Vec::new();
+    let mut cluster: Option<ClusterTemplate> = None;
+    let mut sets: HashMap<Role, MachineSetTemplate> = HashMap::new();
+    let mut number = 0;
+    for document in serde_yaml_ng::Deserializer::from_str(text) {
+        number += 1;
+        let value = match Value::deserialize(document) {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(Problem::document(
+                    number,
+                    None,
+                    "",
+                    format!("invalid YAML: {e}"),
+                ));
+                // The parser cannot resynchronise after a syntax error.
+                break;
+            }
+        };
+        if value.is_null() {
+            continue;
+        }
+        let mut doc = Doc {
+            number,
+            kind: None,
+            problems: &mut problems,
+        };
+        let Some(map) = value.as_mapping() else {
+            doc.problem("", format!("expected a mapping with a kind ({KINDS})"));
+            continue;
+        };
+        let kind = match map.get("kind") {
+            None | Some(Value::Null) => {
+                doc.problem("kind", format!("is required ({KINDS})"));
+                continue;
+            }
+            Some(Value::String(k)) => k.clone(),
+            Some(other) => serde_yaml_ng::to_string(other)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        };
+        match kind.as_str() {
+            "Cluster" => {
+                doc.kind = Some("Cluster");
+                let parsed = parse_cluster(&mut doc, value);
+                match (&cluster, parsed) {
+                    (Some(first), _) => doc.problem(
+                        "kind",
+                        format!(
+                            "only one Cluster document is allowed (the first is document {})",
+                            first.document
+                        ),
+                    ),
+                    (None, Some(c)) => cluster = Some(c),
+                    (None, None) => {}
+                }
+            }
+            "ControlPlane" | "Workers" => {
+                let role = if kind == "ControlPlane" {
+                    Role::ControlPlane
+                } else {
+                    Role::Worker
+                };
+                doc.kind = Some(role.kind());
+                let parsed = parse_machines(&mut doc, value, role);
+                match (sets.get(&role).and_then(|s| s.document), parsed) {
+                    (Some(first), _) => doc.problem(
+                        "kind",
+                        format!(
+                            "only one {} document is allowed (the first is document {first})",
+                            role.kind()
+                        ),
+                    ),
+                    (None, Some(set)) => {
+                        sets.insert(role, set);
+                    }
+                    (None, None) => {
+                        // Remember the document so a repeat is still reported.
+                        sets.insert(
+                            role,
+                            MachineSetTemplate {
+                                document: Some(number),
+                                role,
+                                machines: Vec::new(),
+                            },
+                        );
+                    }
+                }
+            }
+            other => doc.problem("kind", format!("unknown kind {other:?}; expected {KINDS}")),
+        }
+    }
+    if number == 0 || (cluster.is_none() && sets.is_empty() && problems.is_empty()) {
+        problems.push(Problem::template("no documents"));
+        return Err(Problems(problems));
+    }
+    if cluster.is_none() && !problems.iter().any(|p| is_kind(p, "Cluster")) {
+        problems.push(Problem::template("a Cluster document is required"));
+    }
+    if !sets.contains_key(&Role::ControlPlane) {
+        problems.push(Problem::template("a ControlPlane document is required"));
+    }
+    let control_plane = sets.remove(&Role::ControlPlane);
+    let workers = sets.remove(&Role::Worker).unwrap_or(MachineSetTemplate {
+        document: None,
+        role: Role::Worker,
+        machines: Vec::new(),
+    });
+    duplicate_machines(control_plane.iter().chain([&workers]), &mut problems);
+    let (Some(cluster), Some(control_plane)) = (cluster, control_plane) else {
+        return Err(Problems(problems));
+    };
+    let template = Template {
+        cluster,
+        control_plane,
+        workers,
+    };
+    Problems::check(problems, template)
+}
+
+fn is_kind(p: &Problem, kind: &str) -> bool {
+    matches!(&p.location, crate::problem::Location::Document { kind: Some(k), .. } if k == kind)
+}
+
+fn parse_cluster(doc: &mut Doc<'_>, value: Value) -> Option<ClusterTemplate> {
+    let raw: RawCluster = doc.parse(value)?;
+    let before = doc.problems.len();
+    if raw.name.is_empty() {
+        doc.problem("name", "is required");
+    } else if let Err(e) = validate_id(&raw.name) {
+        doc.problem("name", e.message);
+    }
+    let kubernetes_version = version(doc, "kubernetes.version", &raw.kubernetes.version);
+    let talos_version = version(doc, "talos.version", &raw.talos.version);
+    let mut backup_interval = None;
+    if let Some(backup) = raw.features.backup_configuration {
+        let field = "features.backupConfiguration.interval";
+        match backup.interval.as_deref().map(parse_go_duration) {
+            None => doc.problem(field, "is required"),
+            Some(Ok(d)) => backup_interval = Some(d),
+            Some(Err(e)) => doc.problem(field, e.to_string()),
+        }
+    }
+    (doc.problems.len() == before).then(|| ClusterTemplate {
+        document: doc.number,
+        name: raw.name,
+        kubernetes_version,
+        talos_version,
+        enable_workload_proxy: raw.features.enable_workload_proxy,
+        disk_encryption: raw.features.disk_encryption,
+        backup_interval,
+    })
+}
+
+/// Checks a version like `v1.28.2` and returns it without the `v`.
+fn version(doc: &mut Doc<'_>, field: &str, raw: &str) -> String {
+    if raw.is_empty() {
+        doc.problem(field, "is required");
+        return String::new();
+    }
+    let bare = raw.strip_prefix('v').unwrap_or(raw);
+    let (core, pre) = bare.split_once('-').unwrap_or((bare, ""));
+    let parts: Vec<&str> = core.split('.').collect();
+    let core_ok = parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    let pre_ok = pre
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    if !core_ok || !pre_ok || bare.ends_with('-') {
+        doc.problem(field, format!("{raw:?} is not a version like v1.28.2"));
+    }
+    bare.to_string()
+}
+
+fn parse_machines(doc: &mut Doc<'_>, value: Value, role: Role) -> Option<MachineSetTemplate> {
+    let raw: RawMachines = doc.parse(value)?;
+    let before = doc.problems.len();
+    if role == Role::ControlPlane && raw.machines.is_empty() {
+        doc.problem("machines", "at least one machine is required");
+    }
+    for (i, m) in raw.machines.iter().enumerate() {
+        if let Err(e) = validate_id(m) {
+            doc.problem(format!("machines[{i}]"), e.message);
+        }
+    }
+    (doc.problems.len() == before).then(|| MachineSetTemplate {
+        document: Some(doc.number),
+        role,
+        machines: raw.machines,
+    })
+}
+
+/// A machine may be listed once in the whole template.
+fn duplicate_machines<'a>(
+    sets: impl Iterator<Item = &'a MachineSetTemplate>,
+    problems: &mut Vec<Problem>,
+) {
+    let mut seen: HashMap<&str, (Role, Option<usize>, usize)> = HashMap::new();
+    let machines = sets.flat_map(|set| {
+        set.machines
+            .iter()
+            .enumerate()
+            .map(move |(i, m)| (set, i, m.as_str()))
+    });
+    for (set, i, m) in machines {
+        match seen.get(m) {
+            Some((role, doc, j)) => problems.push(Problem::document(
+                set.document.unwrap_or(0),
+                Some(set.role.kind()),
+                format!("machines[{i}]"),
+                format!(
+                    "machine {m:?} is listed more than once (first in document {} ({}) machines[{j}])",
+                    doc.unwrap_or(0),
+                    role.kind()
+                ),
+            )),
+            None => {
+                seen.insert(m, (set.role, set.document, i));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,239 @@
+use std::time::Duration;
+
+use super::*;
+use crate::{validate, Facts};
+
+/// The seed guide's template.
+pub(crate) const SEED: &str = "\
+kind: Cluster
+name: talos-default
+kubernetes:
+  version: v1.28.2
+talos:
+  version: v1.5.5
+features:
+  backupConfiguration:
+    interval: 1h
+---
+kind: ControlPlane
+machines:
+  - 1dd4397b-37f1-4196-9c37-becef670b64a
+---
+kind: Workers
+machines:
+  - 0d1f01c3-0a8a-4560-8745-bb792e3dfaad
+  - a0f29661-cd2d-4e25-a6c9-da5ca4c48d58
+";
+
+const CP: &str = "1dd4397b-37f1-4196-9c37-becef670b64a";
+const W1: &str = "0d1f01c3-0a8a-4560-8745-bb792e3dfaad";
+const W2: &str = "a0f29661-cd2d-4e25-a6c9-da5ca4c48d58";
+
+/// The messages of a template's problems.
+fn problems(text: &str) -> Vec<String> {
+    match parse(text) {
+        Ok(t) => panic!("accepted: {t:?}"),
+        Err(p) => p.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn one_problem(text: &str) -> String {
+    let all = problems(text);
+    assert_eq!(all.len(), 1, "{all:#?}");
+    all.into_iter().next().unwrap_or_default()
+}
+
+#[test]
+fn the_seed_template_parses() {
+    let t = parse(SEED).unwrap();
+    assert_eq!(t.name(), "talos-default");
+    assert_eq!(t.cluster.kubernetes_version, "1.28.2");
+    assert_eq!(t.cluster.talos_version, "1.5.5");
+    assert_eq!(t.cluster.backup_interval, Some(Duration::from_secs(3600)));
+    assert!(!t.cluster.enable_workload_proxy && !t.cluster.disk_encryption);
+    assert_eq!(t.control_plane.machines, [CP]);
+    assert_eq!(t.control_plane.document, Some(2));
+    assert_eq!(t.workers.machines, [W1, W2]);
+    assert_eq!(t.workers.document, Some(3));
+}
+
+#[test]
+fn workers_and_backups_are_optional() {
+    let text = "kind: Cluster\nname: c\nkubernetes:\n  version: 1.28.2\ntalos:\n  version: v1.5.5-alpha.1\n---\nkind: ControlPlane\nmachines: [m1]\n";
+    let t = parse(text).unwrap();
+    assert_eq!(t.cluster.backup_interval, None);
+    assert_eq!(t.cluster.talos_version, "1.5.5-alpha.1");
+    assert_eq!(t.workers.document, None);
+    assert!(t.workers.machines.is_empty());
+}
+
+fn seed_with(from: &str, to: &str) -> String {
+    assert!(SEED.contains(from), "{from}");
+    SEED.replacen(from, to, 1)
+}
+
+#[test]
+fn unknown_kind() {
+    assert_eq!(
+        one_problem(&seed_with("kind: Workers", "kind: Worker")),
+        "document 3: kind: unknown kind \"Worker\"; expected Cluster, ControlPlane or Workers"
+    );
+}
+
+#[test]
+fn missing_kind() {
+    assert_eq!(
+        one_problem(&seed_with("kind: Workers\n", "")),
+        "document 3: kind: is required (Cluster, ControlPlane or Workers)"
+    );
+    assert_eq!(
+        one_problem(&format!("{SEED}---\n- a list\n")),
+        "document 4: expected a mapping with a kind (Cluster, ControlPlane or Workers)"
+    );
+}
+
+#[test]
+fn missing_and_bad_name() {
+    assert_eq!(
+        one_problem(&seed_with("name: talos-default\n", "")),
+        "document 1 (Cluster): name: is required"
+    );
+    assert_eq!(
+        one_problem(&seed_with("name: talos-default", "name: talos/default")),
+        "document 1 (Cluster): name: \"talos/default\" contains '/'; only letters, digits, '-', '_' and '.' are allowed"
+    );
+}
+
+#[test]
+fn missing_and_bad_versions() {
+    let text = seed_with("kubernetes:\n  version: v1.28.2\n", "")
+        .replace("version: v1.5.5", "version: latest");
+    assert_eq!(
+        problems(&text),
+        [
+            "document 1 (Cluster): kubernetes.version: is required",
+            "document 1 (Cluster): talos.version: \"latest\" is not a version like v1.28.2",
+        ]
+    );
+}
+
+#[test]
+fn bad_duration() {
+    assert_eq!(
+        one_problem(&seed_with("interval: 1h", "interval: 1x")),
+        "document 1 (Cluster): features.backupConfiguration.interval: invalid duration \"1x\": expected a number followed by a unit (ns, us, ms, s, m, h), e.g. 1h30m"
+    );
+    assert_eq!(
+        one_problem(&seed_with("interval: 1h", "interval: 3600")),
+        "document 1 (Cluster): features.backupConfiguration.interval: invalid type: integer `3600`, expected a string"
+    );
+    assert_eq!(
+        one_problem(&seed_with("    interval: 1h\n", "    {}\n")),
+        "document 1 (Cluster): features.backupConfiguration.interval: is required"
+    );
+}
+
+#[test]
+fn unknown_field() {
+    assert_eq!(
+        one_problem(&seed_with("backupConfiguration", "backupConfig")),
+        "document 1 (Cluster): features.backupConfig: unknown field `backupConfig`, expected one of `enableWorkloadProxy`, `diskEncryption`, `backupConfiguration`"
+    );
+}
+
+#[test]
+fn missing_control_plane_and_cluster() {
+    let without_cp = seed_with(
+        "kind: ControlPlane\nmachines:\n  - 1dd4397b-37f1-4196-9c37-becef670b64a\n---\n",
+        "",
+    );
+    assert_eq!(
+        one_problem(&without_cp),
+        "template: a ControlPlane document is required"
+    );
+    let only_sets = SEED.split_once("---\n").map(|(_, rest)| rest).unwrap();
+    assert_eq!(
+        one_problem(only_sets),
+        "template: a Cluster document is required"
+    );
+    assert_eq!(one_problem(""), "template: no documents");
+    assert_eq!(
+        one_problem(&seed_with(&format!("  - {CP}\n"), "")),
+        "document 2 (ControlPlane): machines: at least one machine is required"
+    );
+}
+
+#[test]
+fn repeated_documents() {
+    assert_eq!(
+        one_problem(&format!("{SEED}---\nkind: Workers\nmachines: []\n")),
+        "document 4 (Workers): kind: only one Workers document is allowed (the first is document 3)"
+    );
+}
+
+#[test]
+fn duplicate_machine() {
+    assert_eq!(
+        one_problem(&seed_with(W2, CP)),
+        format!("document 3 (Workers): machines[1]: machine \"{CP}\" is listed more than once (first in document 2 (ControlPlane) machines[0])")
+    );
+}
+
+#[test]
+fn bad_machine_id_and_yaml() {
+    assert_eq!(
+        one_problem(&seed_with(W1, "a b")),
+        "document 3 (Workers): machines[0]: \"a b\" contains ' '; only letters, digits, '-', '_' and '.' are allowed"
+    );
+    let all = problems(&format!("{SEED}---\nkind: [\n"));
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert!(
+        all[0].starts_with("document 4: invalid YAML: "),
+        "{}",
+        all[0]
+    );
+}
+
+#[test]
+fn every_problem_is_listed() {
+    let text = seed_with("name: talos-default\n", "")
+        .replace("interval: 1h", "interval: soon")
+        .replace("kind: Workers", "kind: Workerz");
+    assert_eq!(problems(&text).len(), 3, "{:#?}", problems(&text));
+}
+
+fn facts() -> Facts {
+    Facts {
+        machines: [CP, W1, W2].iter().map(|s| s.to_string()).collect(),
+        assignments: [(W1.to_string(), "talos-default".to_string())].into(),
+    }
+}
+
+#[test]
+fn registered_machines_of_no_other_cluster_are_fine() {
+    assert!(validate(SEED, &facts()).is_ok());
+}
+
+#[test]
+fn unknown_machine() {
+    let mut f = facts();
+    f.machines.remove(W2);
+    let err = validate(SEED, &f).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("1 problem in the template:\n  document 3 (Workers): machines[1]: machine \"{W2}\" is not registered (no Machines resource)")
+    );
+}
+
+#[test]
+fn machine_in_another_cluster() {
+    let mut f = facts();
+    f.assignments.insert(CP.into(), "other".into());
+    let err = validate(SEED, &f).unwrap_err();
+    assert_eq!(
+        err.0[0].to_string(),
+        format!(
+            "document 2 (ControlPlane): machines[0]: machine \"{CP}\" belongs to cluster \"other\""
+        )
+    );
+}
