@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 eval "$(scripts/setup-test-deps.sh)"
 export PROTOC OMNI_TEST_ETCD_BIN OMNI_TEST_ETCDCTL_BIN OMNI_TEST_ETCDUTL_BIN OMNI_TEST_S3S_BIN
 cargo build --workspace --bins
+# Bounded fuzzing of the HTTP API from its OpenAPI document: no 5xx, no panic.
+scripts/fuzz-api.sh
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
   cargo test --workspace --doc

@@ -215,7 +215,9 @@ async fn pipe(
         Ok::<_, SourceError>(())
     };
     let idle = opts.store_idle_timeout;
-    let write = async {
+    // Owns the receiver: returning early on a store error closes the channel, which
+    // stops the encoder, which stops the reader (no stage is left blocked).
+    let write = async move {
         while let Some(chunk) = sealed_rx.recv().await {
             match tokio::time::timeout(idle, sink.write(&chunk)).await {
                 Ok(res) => res?,

@@ -82,11 +82,13 @@ where
             }
         }
     };
-    let drain = async {
+    // Owns the receiver so that an output error stops the decoder (and so the feed).
+    let sink = &mut *out;
+    let drain = async move {
         let mut verifier = TrailerVerifier::new();
         while let Some(chunk) = plain_rx.recv().await {
             verifier.update(&chunk);
-            out.write_all(&chunk).await.map_err(Error::Output)?;
+            sink.write_all(&chunk).await.map_err(Error::Output)?;
         }
         Ok::<_, Error>(verifier)
     };
@@ -151,12 +153,17 @@ pub async fn download_to_file(
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use super::*;
     use crate::transform::compress_encrypt;
 
     /// Seals `plain` the way `take_backup` does and stores it under `key` in `root`.
-    async fn put_sealed(root: &Path, key: &str, plain: Vec<u8>, recipient: age::x25519::Recipient) {
+    pub(super) async fn put_sealed(
+        root: &Path,
+        key: &str,
+        plain: Vec<u8>,
+        recipient: age::x25519::Recipient,
+    ) {
         let (ptx, prx) = mpsc::channel(DEPTH);
         let (stx, mut srx) = mpsc::channel(DEPTH);
         let enc = tokio::task::spawn_blocking(move || compress_encrypt(prx, stx, recipient, 3));
@@ -171,6 +178,12 @@ mod tests {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, sealed).unwrap();
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
+    use super::*;
 
     #[tokio::test]
     async fn wrong_trailer_fails_and_leaves_no_file() {
@@ -224,6 +237,60 @@ mod tests {
         assert!(
             err.is_not_found() && err.to_string().contains(&missing),
             "{err}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod stall_tests {
+    use super::tests_support::*;
+    use super::*;
+
+    /// A writer that fails on the first write.
+    struct Broken;
+
+    impl AsyncWrite for Broken {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::task::Poll::Ready(Err(std::io::Error::other("disk full")))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn output_error_stops_the_pipeline() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BackupStore::local(dir.path()).unwrap();
+        let identity = Identity::generate();
+        let key = crate::keys::format_key("c", 9).unwrap();
+        // Far more than the channels hold, so a stage that kept running would block.
+        let plain: Vec<u8> = (0..24_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        put_sealed(dir.path(), &key, plain, identity.to_public()).await;
+        let res = tokio::time::timeout(
+            Duration::from_secs(20),
+            download(&store, &key, &identity, &mut Broken),
+        )
+        .await;
+        let err = res.expect("download must not hang").unwrap_err();
+        assert!(
+            matches!(&err, Error::Object { source, .. } if matches!(**source, Error::Output(_))),
+            "{err:?}"
         );
     }
 }

@@ -83,7 +83,7 @@ pub async fn member_status(
         Ok(Err(e)) => {
             return Err(SourceError::Connect {
                 member,
-                detail: with_causes(&e),
+                detail: describe(&e),
             })
         }
         Err(_) => {
@@ -98,7 +98,7 @@ pub async fn member_status(
         Ok(Err(e)) => {
             return Err(SourceError::Status {
                 member,
-                detail: with_causes(&e),
+                detail: describe(&e),
             })
         }
         Err(_) => {
@@ -118,8 +118,36 @@ pub async fn member_status(
     })
 }
 
-/// An error and its sources on one line, skipping repeats (transport errors
-/// say little on their own: the cause is in the chain).
+/// An etcd client error in words: for a gRPC status its message and root
+/// cause (`tcp connect error: Connection refused (os error 111)`), not the
+/// status' debug dump.
+fn describe(e: &etcd_client::Error) -> String {
+    let etcd_client::Error::GRpcStatus(status) = e else {
+        return with_causes(e);
+    };
+    let mut msg = status.message().to_string();
+    let mut root = None;
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        root = Some(cause.to_string());
+        source = cause.source();
+    }
+    match root {
+        Some(r) if !msg.contains(&r) => {
+            if !msg.is_empty() {
+                msg.push_str(": ");
+            }
+            msg.push_str(&r);
+        }
+        _ => {}
+    }
+    if msg.is_empty() {
+        msg = format!("{:?}", status.code());
+    }
+    msg
+}
+
+/// An error and its sources on one line, skipping repeats.
 fn with_causes(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
     let mut source = e.source();
@@ -173,6 +201,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("member m0: "), "{err}");
+        assert!(err.ends_with("Connection refused (os error 111)"), "{err}");
         let none = MemberEndpoint { urls: vec![], ..m };
         let err = member_status(&none, Duration::from_millis(500))
             .await

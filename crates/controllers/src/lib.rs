@@ -8,11 +8,18 @@
 //!   from `MachineSetNodes`.
 //! - [`external`] serves `EtcdBackups` from the store, and [`admission`]
 //!   tries S3 settings before they are stored.
+//! - [`retention::EtcdBackupRetentionController`] prunes backups by policy
+//!   and writes `EtcdBackupRetentionStatuses`.
+//! - [`drill::EtcdBackupDrillController`] restores new backups into a
+//!   throwaway etcd and writes `EtcdBackupDrillStatuses`.
 
 pub mod admission;
 pub mod backup;
 pub mod cluster;
 pub mod cluster_machines;
+pub mod drill;
 pub mod external;
+pub mod leases;
 pub mod machine_status;
+pub mod retention;
 pub mod store;

@@ -53,6 +53,39 @@ pub struct Flags {
     /// Longest a single backup may take.
     #[arg(long)]
     pub etcd_backup_timeout: Option<String>,
+    /// Default retention (clusters that set none): keep the N newest backups; 0 unsets.
+    #[arg(long, value_name = "N")]
+    pub etcd_backup_keep_last: Option<u32>,
+    /// Default retention: keep the newest backup of each of the last N hours that have one.
+    #[arg(long, value_name = "N")]
+    pub etcd_backup_keep_hourly: Option<u32>,
+    /// Default retention: keep the newest backup of each of the last N days (UTC).
+    #[arg(long, value_name = "N")]
+    pub etcd_backup_keep_daily: Option<u32>,
+    /// Default retention: keep the newest backup of each of the last N ISO weeks.
+    #[arg(long, value_name = "N")]
+    pub etcd_backup_keep_weekly: Option<u32>,
+    /// Default retention: keep the newest backup of each of the last N months.
+    #[arg(long, value_name = "N")]
+    pub etcd_backup_keep_monthly: Option<u32>,
+    /// Longest time between two retention runs (they also run after each backup).
+    #[arg(long)]
+    pub etcd_backup_retention_interval: Option<String>,
+    /// Restore-drill every cluster's new backups, not only clusters with `restoredrill: true`.
+    #[arg(long)]
+    pub etcd_backup_restore_drill: bool,
+    /// Longest a restore drill may take.
+    #[arg(long)]
+    pub etcd_backup_drill_timeout: Option<String>,
+    /// Where restore drills make their temp dirs (default: <data-dir>/drills).
+    #[arg(long)]
+    pub etcd_backup_drill_dir: Option<PathBuf>,
+    /// etcd binary for restore drills: a path, or a name on PATH [default: etcd].
+    #[arg(long)]
+    pub etcd_bin: Option<PathBuf>,
+    /// etcdutl binary for restore drills: a path, or a name on PATH [default: etcdutl].
+    #[arg(long)]
+    pub etcdutl_bin: Option<PathBuf>,
     /// Time between two probes of every machine's etcd member (Go duration).
     #[arg(long)]
     pub machine_probe_interval: Option<String>,
@@ -82,6 +115,17 @@ pub struct FileConfig {
     pub etcd_backup_tick: Option<String>,
     pub etcd_backup_max_concurrent: Option<usize>,
     pub etcd_backup_timeout: Option<String>,
+    pub etcd_backup_keep_last: Option<u32>,
+    pub etcd_backup_keep_hourly: Option<u32>,
+    pub etcd_backup_keep_daily: Option<u32>,
+    pub etcd_backup_keep_weekly: Option<u32>,
+    pub etcd_backup_keep_monthly: Option<u32>,
+    pub etcd_backup_retention_interval: Option<String>,
+    pub etcd_backup_restore_drill: Option<bool>,
+    pub etcd_backup_drill_timeout: Option<String>,
+    pub etcd_backup_drill_dir: Option<PathBuf>,
+    pub etcd_bin: Option<PathBuf>,
+    pub etcdutl_bin: Option<PathBuf>,
     pub machine_probe_interval: Option<String>,
     pub api_rate_limit: Option<f64>,
     pub api_rate_burst: Option<f64>,
@@ -113,6 +157,8 @@ pub struct Config {
     pub tick: Duration,
     pub max_concurrent: usize,
     pub timeout: Duration,
+    pub retention: omni_controllers::retention::RetentionSettings,
+    pub drill: omni_controllers::drill::DrillSettings,
     pub machine_probe_interval: Duration,
     pub rate_limit: f64,
     pub rate_burst: f64,
@@ -130,6 +176,7 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let ops = crate::config_ops::resolve(&flags, &file)?;
         let data_dir = flags
             .data_dir
             .or(file.data_dir)
@@ -194,9 +241,11 @@ impl Config {
             .api_rate_burst
             .or(file.api_rate_burst)
             .unwrap_or(200.0);
-        if !(rate_limit.is_finite() && rate_limit > 0.0)
-            || !(rate_burst.is_finite() && rate_burst >= 1.0)
-        {
+        let rate_ok = rate_limit.is_finite()
+            && rate_limit > 0.0
+            && rate_burst.is_finite()
+            && rate_burst >= 1.0;
+        if !rate_ok {
             bail!("--api-rate-limit must be positive and --api-rate-burst at least 1");
         }
         let json_logs = match flags
@@ -230,6 +279,8 @@ impl Config {
                 flags.etcd_backup_timeout.or(file.etcd_backup_timeout),
                 "30m",
             )?,
+            retention: ops.retention.clone(),
+            drill: ops.drill(&data_dir, tick),
             machine_probe_interval,
             rate_limit,
             rate_burst,

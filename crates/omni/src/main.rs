@@ -3,6 +3,7 @@
 
 mod backup_http;
 mod config;
+mod config_ops;
 mod server;
 
 use clap::Parser;

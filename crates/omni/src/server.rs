@@ -78,6 +78,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         stores.clone(),
         settings,
     )))?;
+    // Retention and drills share the leases of backups being read.
+    let leases = omni_controllers::leases::BackupLeases::default();
+    runtime.register(Arc::new(
+        omni_controllers::retention::EtcdBackupRetentionController::new(
+            stores.clone(),
+            leases.clone(),
+            config.retention.clone(),
+        ),
+    ))?;
+    runtime.register(Arc::new(
+        omni_controllers::drill::EtcdBackupDrillController::new(
+            stores.clone(),
+            leases,
+            config.drill.clone(),
+        ),
+    ))?;
 
     let source = Arc::new(EtcdBackupSource {
         state: state.clone(),

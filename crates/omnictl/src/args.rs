@@ -198,6 +198,63 @@ pub enum EtcdBackupCommand {
     Download(DownloadArgs),
     /// Write a cluster's backup key (age identity) to a file (admins only)
     ExportKey(ExportKeyArgs),
+    /// Download, verify and `etcdutl snapshot restore` a backup into a new etcd data dir
+    Restore(RestoreArgs),
+    /// Show which backups a retention policy would delete (dry run)
+    Retention(RetentionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Cluster name
+    #[arg(long)]
+    pub cluster: String,
+    /// Backup id (talos-default-1702166400) or snapshot name; restore every member from the same one
+    #[arg(long, conflicts_with = "latest")]
+    pub snapshot: Option<String>,
+    /// The newest backup (the default)
+    #[arg(long)]
+    pub latest: bool,
+    /// The member's new data dir (must not exist or be empty)
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// The member's name
+    #[arg(long)]
+    pub name: String,
+    /// All members, e.g. m0=https://10.0.0.1:2380,m1=https://10.0.0.2:2380 (the same on every member)
+    #[arg(long, value_name = "NAME=URL,...")]
+    pub initial_cluster: String,
+    /// This member's peer URL(s), as in --initial-cluster
+    #[arg(long, value_name = "URL")]
+    pub initial_advertise_peer_urls: String,
+    /// Cluster token (the same on every member) [default: etcdutl's]
+    #[arg(long)]
+    pub initial_cluster_token: Option<String>,
+    /// etcdutl binary: a path, or a name on PATH [default: etcdutl]
+    #[arg(long, value_name = "PATH")]
+    pub etcdutl: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// Cluster name
+    #[arg(long)]
+    pub cluster: String,
+    /// Keep the N newest backups [default: the cluster's or the server's policy]
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last N hours that have one
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest backup of each of the last N days (UTC)
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N ISO weeks
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last N months
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
 }
 
 #[derive(Debug, Args)]

@@ -224,3 +224,34 @@ spec:
         );
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Any text at all: an error or documents, never a panic.
+        #[test]
+        fn parse_never_panics(text in "\\PC{0,400}") {
+            let _ = super::parse(&text);
+        }
+
+        /// Text shaped like manifests, with the structure mangled.
+        #[test]
+        fn parse_never_panics_on_yaml_like_text(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just("metadata:\n".to_string()), Just("  type: cluster\n".to_string()), Just("  id: x\n".to_string()),
+                    Just("spec:\n".to_string()), Just("---\n".to_string()), Just("  - a\n".to_string()), Just("[".to_string()),
+                    Just("{".to_string()), Just("&a ".to_string()), Just("*a\n".to_string()), Just("!!binary ".to_string()),
+                    Just("    nested: {a: [1, {b: 2}]}\n".to_string()), "[a-z: \\n\\t-]{0,20}",
+                ],
+                0..40,
+            )
+        ) {
+            let _ = super::parse(&parts.concat());
+        }
+    }
+}

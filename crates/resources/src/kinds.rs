@@ -170,7 +170,7 @@ impl TypeInfo {
 pub fn registry() -> &'static [TypeInfo] {
     static REGISTRY: OnceLock<Vec<TypeInfo>> = OnceLock::new();
     REGISTRY.get_or_init(|| {
-        use specs::{auth, backup, cluster, machine};
+        use specs::{auth, backup, backup_drill, backup_retention, cluster, machine};
         vec![
             TypeInfo::of::<backup::EtcdBackupS3ConfigSpec>(),
             TypeInfo::of::<backup::EtcdManualBackupSpec>(),
@@ -178,6 +178,8 @@ pub fn registry() -> &'static [TypeInfo] {
             TypeInfo::of::<backup::EtcdBackupOverallStatusSpec>(),
             TypeInfo::of::<backup::EtcdBackupSpec>(),
             TypeInfo::of::<backup::BackupDataSpec>(),
+            TypeInfo::of::<backup_retention::EtcdBackupRetentionStatusSpec>(),
+            TypeInfo::of::<backup_drill::EtcdBackupDrillStatusSpec>(),
             TypeInfo::of::<cluster::ClusterSpec>(),
             TypeInfo::of::<cluster::MachineSetSpec>(),
             TypeInfo::of::<cluster::MachineSetNodeSpec>(),
@@ -244,6 +246,14 @@ mod tests {
             "EtcdBackupStatus"
         );
         assert_eq!(lookup("cluster").unwrap().short_name(), "Cluster");
+        assert_eq!(
+            lookup("etcdbackupretentionstatus").unwrap().short_name(),
+            "EtcdBackupRetentionStatus"
+        );
+        assert_eq!(
+            lookup("etcdbackupdrillstatuses").unwrap().short_name(),
+            "EtcdBackupDrillStatus"
+        );
     }
 
     #[test]

@@ -241,7 +241,7 @@ fn parse_cluster(doc: &mut Doc<'_>, value: Value) -> Option<ClusterTemplate> {
             Some(Err(e)) => doc.problem(field, e.to_string()),
         }
     }
-    (doc.problems.len() == before).then(|| ClusterTemplate {
+    (doc.problems.len() == before).then_some(ClusterTemplate {
         document: doc.number,
         name: raw.name,
         kubernetes_version,
@@ -285,7 +285,7 @@ fn parse_machines(doc: &mut Doc<'_>, value: Value, role: Role) -> Option<Machine
             doc.problem(format!("machines[{i}]"), e.message);
         }
     }
-    (doc.problems.len() == before).then(|| MachineSetTemplate {
+    (doc.problems.len() == before).then_some(MachineSetTemplate {
         document: Some(doc.number),
         role,
         machines: raw.machines,

@@ -10,6 +10,7 @@ use crate::{etcd_bins, free_port, Error, EtcdBins, Result};
 
 const START_ATTEMPTS: usize = 3;
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const RETRY_FOR: Duration = Duration::from_secs(10);
 
 /// One etcd member: its ports, data dir and (while running) its process.
 #[derive(Debug)]
@@ -296,22 +297,57 @@ impl EtcdCluster {
         Ok(Client::connect(self.running_client_urls(), Some(opts)).await?)
     }
 
-    /// Puts `key = value` through a fresh client.
+    /// Puts `key = value` through a fresh client, retrying transient failures (e.g.
+    /// a leader election after a member was stopped) for up to 10 s.
     ///
     /// # Errors
-    /// Client failure.
+    /// No running member, or the put still failing after 10 s.
     pub async fn put(&self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Result<()> {
-        self.client().await?.put(key, value, None).await?;
-        Ok(())
+        let (key, value) = (key.into(), value.into());
+        self.retrying(|mut c| {
+            let (key, value) = (key.clone(), value.clone());
+            async move { c.put(key, value, None).await.map(drop) }
+        })
+        .await
     }
 
-    /// Reads `key` through a fresh client.
+    /// Reads `key` through a fresh client, retrying transient failures for up to 10 s.
     ///
     /// # Errors
-    /// Client failure.
+    /// No running member, or the read still failing after 10 s.
     pub async fn get(&self, key: impl Into<Vec<u8>>) -> Result<Option<Vec<u8>>> {
-        let resp = self.client().await?.get(key, None).await?;
-        Ok(resp.kvs().first().map(|kv| kv.value().to_vec()))
+        let key = key.into();
+        self.retrying(|mut c| {
+            let key = key.clone();
+            async move {
+                let resp = c.get(key, None).await?;
+                Ok(resp.kvs().first().map(|kv| kv.value().to_vec()))
+            }
+        })
+        .await
+    }
+
+    async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        if self.running_client_urls().is_empty() {
+            return Err(Error::Invalid("no etcd member is running".into()));
+        }
+        let deadline = tokio::time::Instant::now() + RETRY_FOR;
+        loop {
+            let res = match self.client().await {
+                Ok(c) => op(c).await.map_err(Error::from),
+                Err(e) => Err(e),
+            };
+            match res {
+                Ok(v) => return Ok(v),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(e) => tracing::debug!(error = %e, "etcd request failed; retrying"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     fn get_mut(&mut self, i: usize) -> Result<&mut EtcdMember> {

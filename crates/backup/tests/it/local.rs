@@ -68,3 +68,28 @@ async fn local_backup_restores_into_etcd() {
     // Only the object itself is in the store dir: no temp files left behind.
     assert_eq!(files_under(&dir.path().join("store")).len(), 1);
 }
+
+#[tokio::test]
+async fn local_listing_is_newest_first_and_skips_strangers() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = BackupStore::local(dir.path()).expect("store");
+    let cluster_dir = dir.path().join(CLUSTER);
+    std::fs::create_dir_all(&cluster_dir).expect("dir");
+    // Written in a scrambled order; the file system lists in its own order.
+    let times: Vec<i64> = (0..64).map(|i| (i * 37) % 64 * 1000 + 5).collect();
+    for t in &times {
+        let key = omni_backup::keys::format_key(CLUSTER, *t).expect("key");
+        std::fs::write(dir.path().join(&key), vec![0u8; *t as usize % 7]).expect("write");
+    }
+    std::fs::write(cluster_dir.join(".tmp-abc.partial"), b"x").expect("write");
+    std::fs::write(cluster_dir.join("notes.txt"), b"x").expect("write");
+    let listed = store.list(CLUSTER).await.expect("list");
+    assert_eq!(listed.len(), 64);
+    let got: Vec<i64> = listed.iter().map(|o| o.created_at_unix).collect();
+    let mut want = times.clone();
+    want.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(got, want);
+    assert!(listed
+        .iter()
+        .all(|o| o.size == o.created_at_unix as u64 % 7));
+}

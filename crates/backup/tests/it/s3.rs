@@ -16,6 +16,8 @@ async fn s3_backup_restores_into_etcd() {
     let first = take_backup(&members, &store, CLUSTER, &k.recipient, 1_000)
         .await
         .expect("first");
+    // Large enough for a multipart upload (parts of 8 MiB).
+    fill_random(&etcd, 20 << 20).await;
     let second = take_backup(&members, &store, CLUSTER, &k.recipient, 2_000)
         .await
         .expect("second");
@@ -27,6 +29,16 @@ async fn s3_backup_restores_into_etcd() {
         "newest first"
     );
     assert_eq!(listed[0].size, second.size);
+    assert!(
+        second.size > 2 * omni_backup::store::PART_SIZE as u64,
+        "multipart: {}",
+        second.size
+    );
+    assert!(
+        first.size < omni_backup::store::PART_SIZE as u64,
+        "single put: {}",
+        first.size
+    );
 
     // Same second again: refused rather than overwritten.
     let again = take_backup(&members, &store, CLUSTER, &k.recipient, 2_000).await;
@@ -41,6 +53,12 @@ async fn s3_backup_restores_into_etcd() {
     let dir = tempfile::tempdir().expect("tmp");
     let restored = restore(&store, &second.key, &k.identity, dir.path()).await;
     assert_keys(&restored, 40).await;
+    let filled = restored
+        .get("/fill/000039")
+        .await
+        .expect("get")
+        .expect("fill key restored");
+    assert_eq!(filled.len(), 512 * 1024);
 
     store.delete(&first.key).await.expect("delete");
     let keys: Vec<_> = store

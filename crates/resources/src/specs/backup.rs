@@ -64,6 +64,11 @@ impl Kind for EtcdBackupS3ConfigSpec {
 #[serde(default, deny_unknown_fields)]
 pub struct EtcdManualBackupSpec {
     pub backupat: Timestamp,
+    /// Keep the backup this request produces (the first one stored after
+    /// the request) whatever the retention policy says; only an explicit
+    /// delete removes it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub keep: bool,
 }
 
 impl Kind for EtcdManualBackupSpec {
@@ -206,6 +211,7 @@ mod tests {
     fn manual_backup_window_is_one_minute_each_way() {
         let at = |s| EtcdManualBackupSpec {
             backupat: Timestamp::from_unix(s),
+            keep: false,
         };
         assert!(at(1000).check(&ctx(1060)).is_ok());
         assert!(at(1000).check(&ctx(940)).is_ok());

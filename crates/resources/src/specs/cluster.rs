@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{Kind, ValidationContext};
 use crate::duration::{format_go_duration, ProtoDuration};
 use crate::kinds::{Column, Writer};
+use crate::retention::{RetentionPolicy, MAX_KEEP};
 use crate::validate::ValidationError;
 use crate::NS_DEFAULT;
 
@@ -15,11 +16,74 @@ pub struct ClusterFeatures {
     pub diskencryption: bool,
 }
 
-/// Automatic backup settings of a cluster.
+/// Automatic backup settings of a cluster, its retention policy (counts;
+/// zero leaves a rule unset, see [`crate::retention`]) and restore drills.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackupConfiguration {
     pub interval: ProtoDuration,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub keeplast: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub keephourly: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub keepdaily: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub keepweekly: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub keepmonthly: i64,
+    /// Restore each new backup into a throwaway etcd to prove it restores.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub restoredrill: bool,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+impl BackupConfiguration {
+    /// The retention counts by field name.
+    fn counts(&self) -> [(&'static str, i64); 5] {
+        [
+            ("keeplast", self.keeplast),
+            ("keephourly", self.keephourly),
+            ("keepdaily", self.keepdaily),
+            ("keepweekly", self.keepweekly),
+            ("keepmonthly", self.keepmonthly),
+        ]
+    }
+
+    /// The retention policy (counts clamped into `0..=MAX_KEEP`; validation
+    /// rejects anything outside).
+    pub fn retention(&self) -> RetentionPolicy {
+        let c = |v: i64| v.clamp(0, MAX_KEEP) as u32;
+        RetentionPolicy {
+            keeplast: c(self.keeplast),
+            keephourly: c(self.keephourly),
+            keepdaily: c(self.keepdaily),
+            keepweekly: c(self.keepweekly),
+            keepmonthly: c(self.keepmonthly),
+        }
+    }
+
+    fn check_retention(&self) -> Result<(), ValidationError> {
+        for (name, value) in self.counts() {
+            let field = format!("spec.backupconfiguration.{name}");
+            if value < 0 {
+                return Err(ValidationError::field(
+                    field,
+                    format!("must not be negative, got {value}"),
+                ));
+            }
+            if value > MAX_KEEP {
+                return Err(ValidationError::field(
+                    field,
+                    format!("must be at most {MAX_KEEP}, got {value}"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +103,20 @@ impl ClusterSpec {
         let d = self.backupconfiguration.as_ref()?.interval.to_std()?;
         (!d.is_zero()).then_some(d)
     }
+
+    /// The cluster's own retention policy; `None` when it sets no rule (the
+    /// server default applies).
+    pub fn retention_policy(&self) -> Option<RetentionPolicy> {
+        let policy = self.backupconfiguration.as_ref()?.retention();
+        (!policy.is_empty()).then_some(policy)
+    }
+
+    /// Whether the cluster asks for restore drills.
+    pub fn restore_drill(&self) -> bool {
+        self.backupconfiguration
+            .as_ref()
+            .is_some_and(|c| c.restoredrill)
+    }
 }
 
 impl Kind for ClusterSpec {
@@ -55,6 +133,7 @@ impl Kind for ClusterSpec {
         let Some(conf) = &self.backupconfiguration else {
             return Ok(());
         };
+        conf.check_retention()?;
         let field = "spec.backupconfiguration.interval";
         let Some(interval) = conf.interval.to_std() else {
             return Err(ValidationError::field(field, "must not be negative"));
@@ -177,6 +256,7 @@ mod tests {
                     seconds: secs,
                     nanos: 0,
                 },
+                ..BackupConfiguration::default()
             }),
             ..ClusterSpec::default()
         }
@@ -201,5 +281,50 @@ mod tests {
             Some(Duration::from_secs(3600))
         );
         assert_eq!(with_interval(0).backup_interval(), None);
+    }
+
+    #[test]
+    fn retention_counts_are_checked_by_field_name() {
+        let ctx = ValidationContext::default();
+        let mut spec = with_interval(0);
+        assert_eq!(spec.retention_policy(), None);
+        let conf = spec.backupconfiguration.as_mut().unwrap();
+        conf.keepdaily = 7;
+        conf.keeplast = 3;
+        assert!(spec.check(&ctx).is_ok());
+        assert_eq!(
+            spec.retention_policy().unwrap().to_string(),
+            "keep-last=3 keep-daily=7"
+        );
+        let conf = spec.backupconfiguration.as_mut().unwrap();
+        conf.keepweekly = -1;
+        assert_eq!(
+            spec.check(&ctx).unwrap_err().to_string(),
+            "spec.backupconfiguration.keepweekly: must not be negative, got -1"
+        );
+        let conf = spec.backupconfiguration.as_mut().unwrap();
+        conf.keepweekly = 0;
+        conf.keepmonthly = 1_000_000;
+        assert_eq!(
+            spec.check(&ctx).unwrap_err().to_string(),
+            "spec.backupconfiguration.keepmonthly: must be at most 10000, got 1000000"
+        );
+    }
+
+    #[test]
+    fn unset_retention_fields_stay_out_of_the_document() {
+        let v = serde_json::to_value(with_interval(3600)).unwrap();
+        assert_eq!(
+            v["backupconfiguration"],
+            serde_json::json!({"interval": {"seconds": 3600, "nanos": 0}})
+        );
+        let mut spec = with_interval(3600);
+        let conf = spec.backupconfiguration.as_mut().unwrap();
+        conf.keeplast = 2;
+        conf.restoredrill = true;
+        let v = serde_json::to_value(&spec).unwrap();
+        assert_eq!(v["backupconfiguration"]["keeplast"], 2);
+        assert_eq!(v["backupconfiguration"]["restoredrill"], true);
+        assert!(spec.restore_drill());
     }
 }

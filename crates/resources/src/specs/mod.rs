@@ -3,6 +3,8 @@
 
 pub mod auth;
 pub mod backup;
+pub mod backup_drill;
+pub mod backup_retention;
 pub mod cluster;
 pub mod machine;
 

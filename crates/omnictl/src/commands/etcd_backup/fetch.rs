@@ -1,6 +1,6 @@
-//! `omnictl etcd-backup download|export-key`: get a backup out of omni as a
-//! file that stock `etcdutl snapshot restore` accepts, or the key to open
-//! stored objects without omni.
+//! Getting a backup out of omni into a local file: pick it, stream it,
+//! verify etcd's SHA-256 trailer, and rename into place only when it all
+//! checked out. Shared by `download` and `restore`.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -8,18 +8,19 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use futures::StreamExt;
 use omni_backup::digest::TrailerVerifier;
-use omni_resources::specs::backup::{BackupDataSpec, EtcdBackupSpec};
+use omni_resources::specs::backup::EtcdBackupSpec;
 use omni_resources::specs::Kind;
-use omni_resources::{Resource, LABEL_CLUSTER, NS_DEFAULT, NS_EXTERNAL};
+use omni_resources::{Resource, LABEL_CLUSTER, NS_EXTERNAL};
 
-use super::{note, Context};
-use crate::args::{DownloadArgs, EtcdBackupCommand, ExportKeyArgs};
+use super::super::Context;
 
-pub async fn run(ctx: &Context, cmd: EtcdBackupCommand, out: &mut dyn Write) -> anyhow::Result<()> {
-    match cmd {
-        EtcdBackupCommand::Download(args) => download(ctx, &args, out).await,
-        EtcdBackupCommand::ExportKey(args) => export_key(ctx, &args, out).await,
-    }
+/// A backup written to a local file.
+#[derive(Debug)]
+pub struct Fetched {
+    /// The backup's id, `<cluster>-<unix seconds>`.
+    pub id: String,
+    /// The verified SHA-256 of the db; `None` for an encrypted download.
+    pub sha256: Option<String>,
 }
 
 /// Picks the backup: by ID or snapshot name, or the newest.
@@ -47,35 +48,33 @@ pub async fn choose(
     }
 }
 
-async fn download(ctx: &Context, args: &DownloadArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let backup = choose(ctx, &args.cluster, args.snapshot.as_deref()).await?;
+/// Picks a backup of `cluster` (`snapshot`, or the newest) and writes it to
+/// `path`: the snapshot (trailer verified), or with `encrypted` the stored
+/// object as is. A failure leaves nothing at `path`.
+pub async fn fetch(
+    ctx: &Context,
+    cluster: &str,
+    snapshot: Option<&str>,
+    encrypted: bool,
+    path: &Path,
+) -> anyhow::Result<Fetched> {
+    let backup = choose(ctx, cluster, snapshot).await?;
     let id = backup.metadata.id.clone();
     let size = backup
         .spec
         .get("size")
         .and_then(|v| v.as_u64())
         .unwrap_or(0);
-    let path = if args.encrypted { "object" } else { "snapshot" };
+    let what = if encrypted { "object" } else { "snapshot" };
     let stream = ctx
         .client()?
-        .get_stream(&format!("/api/v1/etcd-backups/{id}/{path}"))
-        .await?;
-    let info = write_atomically(&args.output, stream.body, !args.encrypted, size)
+        .get_stream(&format!("/api/v1/etcd-backups/{id}/{what}"))
         .await
         .with_context(|| format!("backup {id}"))?;
-    match info {
-        Some(sha) => writeln!(
-            out,
-            "downloaded {id} to {} (sha256 {sha} verified)",
-            args.output.display()
-        )?,
-        None => writeln!(
-            out,
-            "downloaded {id} (encrypted) to {}",
-            args.output.display()
-        )?,
-    }
-    Ok(())
+    let sha256 = write_atomically(path, stream.body, !encrypted, size)
+        .await
+        .with_context(|| format!("backup {id}"))?;
+    Ok(Fetched { id, sha256 })
 }
 
 /// Streams into a temp file beside `path`, verifying etcd's SHA-256
@@ -152,38 +151,4 @@ impl Progress {
             b.finish_and_clear();
         }
     }
-}
-
-/// Writes the cluster's age identity in age's key file format (0600), so
-/// `age -d -i FILE` opens a stored object: `age -d -i key.txt obj | zstd -d`.
-async fn export_key(
-    ctx: &Context,
-    args: &ExportKeyArgs,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
-    let res = ctx
-        .client()?
-        .get(BackupDataSpec::TYPE, NS_DEFAULT, &args.cluster)
-        .await
-        .with_context(|| format!("reading the backup key of cluster {}", args.cluster))?;
-    let spec: BackupDataSpec = res.spec_as().context("unexpected backup data")?;
-    if spec.ageidentity.is_empty() || spec.ageidentity == "<redacted>" {
-        bail!(
-            "the backup key of cluster {} is visible to admins only",
-            args.cluster
-        );
-    }
-    let text = format!(
-        "# cluster: {}\n# cluster uuid: {}\n# public key: {}\n{}\n",
-        args.cluster, spec.clusteruuid, spec.agerecipient, spec.ageidentity
-    );
-    crate::config::write_private_file(&args.output, &text)?;
-    writeln!(
-        out,
-        "wrote the backup key of cluster {} to {}",
-        args.cluster,
-        args.output.display()
-    )?;
-    note("keep it safe: it opens every backup of this cluster");
-    Ok(())
 }

@@ -1,0 +1,278 @@
+//! The restore drill controller: for each cluster that asks for drills
+//! (`spec.backupconfiguration.restoredrill`, or every cluster with the
+//! server flag), restores its newest backup into a throwaway etcd once per
+//! backup ([`run::drill`]) and publishes the result in
+//! `EtcdBackupDrillStatuses`, its only output. One drill runs at a time; the
+//! backup being drilled is leased so retention leaves it alone.
+
+pub mod guard;
+pub mod run;
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use omni_backup::parse_identity;
+use omni_resources::duration::{format_go_duration, ProtoDuration};
+use omni_resources::specs::backup::{status, EtcdBackupStatusSpec};
+use omni_resources::specs::backup_drill::EtcdBackupDrillStatusSpec;
+use omni_resources::specs::cluster::ClusterSpec;
+use omni_resources::specs::Kind;
+use omni_resources::{LabelSelector, Phase, Resource, Timestamp, NS_DEFAULT, NS_EPHEMERAL};
+use omni_runtime::{Action, BoxError, Context, Controller, Input};
+use omni_state::State;
+
+use crate::backup::data;
+use crate::leases::BackupLeases;
+use crate::retention::keep::backup_id;
+use crate::store::Stores;
+pub use run::{DrillError, DrillReport, DrillSettings};
+
+pub const NAME: &str = "EtcdBackupDrillController";
+
+#[derive(Default)]
+struct Memory {
+    /// The cluster being drilled.
+    running: Option<String>,
+    recovered: bool,
+}
+
+pub struct EtcdBackupDrillController {
+    stores: Stores,
+    leases: BackupLeases,
+    settings: DrillSettings,
+    memory: Arc<Mutex<Memory>>,
+}
+
+/// A drill to start: which backup, and what is needed to read it.
+struct Due {
+    cluster: String,
+    backup: String,
+    key: String,
+    data: omni_resources::specs::backup::BackupDataSpec,
+    store: omni_backup::BackupStore,
+}
+
+impl EtcdBackupDrillController {
+    pub fn new(stores: Stores, leases: BackupLeases, settings: DrillSettings) -> Self {
+        EtcdBackupDrillController {
+            stores,
+            leases,
+            settings,
+            memory: Arc::default(),
+        }
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// After a restart: a `running` status was interrupted, and a temp dir
+    /// left behind is stale.
+    async fn recover(&self, ctx: &Context) -> Result<(), BoxError> {
+        if self.memory().recovered {
+            return Ok(());
+        }
+        let swept = guard::sweep_stale(&self.settings.work_dir);
+        if swept > 0 {
+            tracing::warn!(
+                dirs = swept,
+                "removed drill dirs left by an interrupted drill"
+            );
+        }
+        for r in list(&ctx.state, EtcdBackupDrillStatusSpec::TYPE, NS_EPHEMERAL).await? {
+            if r.spec_as::<EtcdBackupDrillStatusSpec>()
+                .is_ok_and(|s| s.status == status::RUNNING)
+            {
+                write(&ctx.state, &r.metadata.id, |s| {
+                    s.status = status::ERROR;
+                    s.error = "drill interrupted: the server stopped while it ran".into();
+                })
+                .await?;
+            }
+        }
+        self.memory().recovered = true;
+        Ok(())
+    }
+
+    /// The cluster's newest backup, if it wants a drill of it.
+    async fn due(&self, ctx: &Context, cluster: &Resource) -> Result<Option<Due>, BoxError> {
+        let name = &cluster.metadata.id;
+        let spec: ClusterSpec = cluster.spec_as()?;
+        if !(self.settings.all_clusters || spec.restore_drill()) {
+            return Ok(None);
+        }
+        let backing_up = ctx
+            .state
+            .get_spec::<EtcdBackupStatusSpec>(NS_EPHEMERAL, name)
+            .await?
+            .is_some_and(|(_, s)| s.status == status::RUNNING);
+        let Some(data) = data::find(&ctx.state, name).await? else {
+            return Ok(None);
+        };
+        let Ok(store) = self.stores.current() else {
+            return Ok(None);
+        };
+        if backing_up {
+            return Ok(None); // a newer backup is coming; drill that one
+        }
+        let Some(newest) = store.list(&data.clusteruuid).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        let backup = backup_id(name, newest.created_at_unix);
+        let prev = ctx
+            .state
+            .get_spec::<EtcdBackupDrillStatusSpec>(NS_EPHEMERAL, name)
+            .await?
+            .map(|(_, s)| s.backup);
+        if prev.as_deref() == Some(backup.as_str()) {
+            return Ok(None); // drilled already (ok or not: no retry loop)
+        }
+        Ok(Some(Due {
+            cluster: name.clone(),
+            backup,
+            key: newest.key,
+            data,
+            store,
+        }))
+    }
+
+    async fn start(&self, ctx: &Context, due: Due) -> Result<(), BoxError> {
+        let started = Timestamp::now();
+        let backup = due.backup.clone();
+        write(&ctx.state, &due.cluster, |s| {
+            *s = EtcdBackupDrillStatusSpec {
+                status: status::RUNNING,
+                backup: backup.clone(),
+                startedat: started,
+                ..EtcdBackupDrillStatusSpec::default()
+            };
+        })
+        .await?;
+        self.memory().running = Some(due.cluster.clone());
+        let lease = self.leases.lease(&due.key);
+        let settings = self.settings.clone();
+        let state = ctx.state.clone();
+        let trigger = ctx.trigger.clone();
+        let cancel = ctx.cancel.clone();
+        let memory = self.memory.clone();
+        tokio::spawn(async move {
+            let clock = Instant::now();
+            tracing::info!(cluster = %due.cluster, backup = %due.backup, "restore drill started");
+            let result = tokio::select! {
+                r = tokio::time::timeout(settings.timeout, drill_one(&due, &settings)) => {
+                    r.unwrap_or_else(|_| Err(DrillError::Timeout(format_go_duration(settings.timeout))))
+                }
+                // Dropping the drill cleans up; the status stays `running`
+                // and is marked interrupted at the next start.
+                _ = cancel.cancelled() => return,
+            };
+            drop(lease);
+            let took = clock.elapsed();
+            match &result {
+                Ok(r) => {
+                    tracing::info!(cluster = %due.cluster, backup = %due.backup, keys = r.keys,
+                    revision = r.revision, db_size = r.db_size, took = ?took, "restore drill ok")
+                }
+                Err(e) => {
+                    tracing::warn!(cluster = %due.cluster, backup = %due.backup, error = %e, "restore drill failed")
+                }
+            }
+            let recorded = write(&state, &due.cluster, |s| {
+                s.duration = ProtoDuration::from_std(took);
+                s.finishedat = Timestamp::now();
+                match &result {
+                    Ok(r) => {
+                        s.status = status::OK;
+                        s.error.clear();
+                        s.keys = r.keys;
+                        s.revision = r.revision;
+                        s.dbsize = r.db_size;
+                    }
+                    Err(e) => {
+                        s.status = status::ERROR;
+                        s.error = e.to_string();
+                    }
+                }
+            })
+            .await;
+            if let Err(e) = recorded {
+                tracing::warn!(cluster = %due.cluster, error = %e, "cannot record drill result");
+            }
+            memory.lock().unwrap_or_else(|e| e.into_inner()).running = None;
+            trigger.poke();
+        });
+        Ok(())
+    }
+}
+
+async fn drill_one(due: &Due, settings: &DrillSettings) -> Result<DrillReport, DrillError> {
+    let identity = parse_identity(&data::identity_secret(&due.data))
+        .map_err(|e| DrillError::Check(format!("backup key of the cluster is unusable: {e}")))?;
+    run::drill(&due.store, &due.key, &identity, settings).await
+}
+
+async fn list(state: &State, kind: &str, ns: &str) -> Result<Vec<Resource>, BoxError> {
+    Ok(state.list(ns, kind, &LabelSelector::default()).await?)
+}
+
+async fn write(
+    state: &State,
+    cluster: &str,
+    f: impl FnMut(&mut EtcdBackupDrillStatusSpec),
+) -> Result<(), omni_state::StateError> {
+    state
+        .modify::<EtcdBackupDrillStatusSpec>(NS_EPHEMERAL, cluster, NAME, f)
+        .await
+        .map(|_| ())
+}
+
+#[async_trait]
+impl Controller for EtcdBackupDrillController {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn inputs(&self) -> Vec<Input> {
+        vec![
+            Input::kind(ClusterSpec::TYPE),
+            Input::kind(EtcdBackupStatusSpec::TYPE),
+        ]
+    }
+
+    fn outputs(&self) -> Vec<&'static str> {
+        vec![EtcdBackupDrillStatusSpec::TYPE]
+    }
+
+    async fn reconcile(&self, ctx: &Context) -> Result<Action, BoxError> {
+        self.recover(ctx).await?;
+        let clusters = list(&ctx.state, ClusterSpec::TYPE, NS_DEFAULT).await?;
+        let running = self.memory().running.clone();
+        for r in list(&ctx.state, EtcdBackupDrillStatusSpec::TYPE, NS_EPHEMERAL).await? {
+            let id = &r.metadata.id;
+            let gone = !clusters.iter().any(|c| &c.metadata.id == id);
+            if gone && running.as_ref() != Some(id) {
+                ctx.state.destroy(&r.key()).await?;
+            }
+        }
+        if running.is_some() {
+            return Ok(Action::Requeue(self.settings.tick)); // the drill pokes when done
+        }
+        for cluster in &clusters {
+            if cluster.metadata.phase != Phase::Running {
+                continue;
+            }
+            match self.due(ctx, cluster).await {
+                Ok(Some(due)) => {
+                    self.start(ctx, due).await?;
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(cluster = %cluster.metadata.id, error = %e, "cannot look for a backup to drill")
+                }
+            }
+        }
+        Ok(Action::Requeue(self.settings.tick))
+    }
+}

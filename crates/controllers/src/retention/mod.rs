@@ -1,0 +1,251 @@
+//! The retention controller: applies each cluster's retention policy (its
+//! own, or the server default) to the backups in the store after backups
+//! change and periodically, and records what it deleted in
+//! `EtcdBackupRetentionStatuses`, its only output.
+//!
+//! Safety rules, in order: only listed (committed) objects are considered;
+//! nothing is done for a cluster while its backup status is `running`; the
+//! newest backup is never deleted; backups marked to keep ([`keep`]) and
+//! backups in use ([`BackupLeases`]) are left alone. Backups of clusters
+//! that no longer exist are not touched.
+
+pub mod keep;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use omni_resources::retention::{plan, RetentionPolicy};
+use omni_resources::specs::backup::{
+    status, BackupDataSpec, EtcdBackupStatusSpec, EtcdManualBackupSpec,
+};
+use omni_resources::specs::backup_retention::{
+    source, DeletedBackup, EtcdBackupRetentionStatusSpec, DELETED_HISTORY,
+};
+use omni_resources::specs::cluster::ClusterSpec;
+use omni_resources::specs::Kind;
+use omni_resources::{LabelSelector, Phase, Resource, Timestamp, NS_DEFAULT, NS_EPHEMERAL};
+use omni_runtime::{Action, BoxError, Context, Controller, Input};
+
+use crate::backup::data;
+use crate::leases::BackupLeases;
+use crate::store::Stores;
+use keep::{backup_id, backup_time, KeepMarks, Request};
+
+/// Knobs of the retention controller.
+#[derive(Debug, Clone)]
+pub struct RetentionSettings {
+    /// The policy of clusters that set none (empty: keep everything).
+    pub default_policy: RetentionPolicy,
+    /// Longest time between two runs.
+    pub interval: Duration,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            default_policy: RetentionPolicy::default(),
+            interval: Duration::from_secs(600),
+        }
+    }
+}
+
+pub const NAME: &str = "EtcdBackupRetentionController";
+
+pub struct EtcdBackupRetentionController {
+    stores: Stores,
+    leases: BackupLeases,
+    settings: RetentionSettings,
+}
+
+impl EtcdBackupRetentionController {
+    pub fn new(stores: Stores, leases: BackupLeases, settings: RetentionSettings) -> Self {
+        EtcdBackupRetentionController {
+            stores,
+            leases,
+            settings,
+        }
+    }
+
+    /// The policy a cluster gets, and where it comes from.
+    pub fn effective_policy(&self, spec: &ClusterSpec) -> (RetentionPolicy, &'static str) {
+        match spec.retention_policy() {
+            Some(p) => (p, source::CLUSTER),
+            None => (self.settings.default_policy, source::SERVER),
+        }
+    }
+
+    /// Applies the policy to one cluster and records the outcome.
+    async fn apply(&self, ctx: &Context, cluster: &Resource) -> Result<(), BoxError> {
+        let name = cluster.metadata.id.as_str();
+        let spec: ClusterSpec = cluster.spec_as()?;
+        let Some(data) = data::find(&ctx.state, name).await? else {
+            return Ok(()); // no backups yet
+        };
+        let backup_status = ctx
+            .state
+            .get_spec::<EtcdBackupStatusSpec>(NS_EPHEMERAL, name)
+            .await?
+            .map(|(_, s)| s.status);
+        if backup_status == Some(status::RUNNING) {
+            // The status changing back wakes us (it is an input).
+            tracing::debug!(cluster = name, "retention waits for the running backup");
+            return Ok(());
+        }
+        let Ok(store) = self.stores.current() else {
+            return Ok(()); // no store yet; the periodic run retries
+        };
+        let (policy, policy_source) = self.effective_policy(&spec);
+        let prev = ctx
+            .state
+            .get_spec::<EtcdBackupRetentionStatusSpec>(NS_EPHEMERAL, name)
+            .await?
+            .map(|(_, s)| s)
+            .unwrap_or_default();
+        let objects = match store.list(&data.clusteruuid).await {
+            Ok(o) => o,
+            Err(e) => {
+                let msg = format!("listing backups: {e}");
+                self.write(ctx, name, |s| s.error = msg.clone()).await?;
+                return Ok(());
+            }
+        };
+        let request = ctx
+            .state
+            .get_spec::<EtcdManualBackupSpec>(NS_EPHEMERAL, name)
+            .await?
+            .map(|(res, s)| Request {
+                keep: s.keep,
+                stored: res.metadata.updated.unwrap_or_default(),
+            });
+        let times: Vec<i64> = objects.iter().map(|o| o.created_at_unix).collect();
+        let prev_marks = KeepMarks {
+            kept: prev
+                .kept
+                .iter()
+                .filter_map(|id| backup_time(name, id))
+                .collect(),
+            pending: prev.pendingkeep,
+            last_request: prev.lastkeeprequest,
+        };
+        let marks = keep::update(prev_marks, request, &times);
+        let pinned: HashSet<i64> = marks.kept.iter().copied().collect();
+
+        let now = Timestamp::now();
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        let newest = objects.first().map(|o| o.key.clone());
+        for decision in plan(&times, &policy, &pinned) {
+            if decision.keep() {
+                continue;
+            }
+            let Some(obj) = objects.iter().find(|o| o.created_at_unix == decision.at) else {
+                continue;
+            };
+            // Belt and braces: the plan always keeps the newest.
+            if Some(&obj.key) == newest.as_ref() || self.leases.is_leased(&obj.key) {
+                continue;
+            }
+            let id = backup_id(name, obj.created_at_unix);
+            match store.delete(&obj.key).await {
+                Ok(()) => {
+                    tracing::info!(cluster = name, backup = %id, policy = %policy, "retention deleted backup");
+                    deleted.push(DeletedBackup {
+                        id,
+                        createdat: Timestamp::from_unix(obj.created_at_unix),
+                        deletedat: now,
+                    });
+                }
+                Err(e) => errors.push(format!("deleting {id}: {e}")),
+            }
+        }
+        let left = (objects.len() - deleted.len()) as u32;
+        let error = errors.join("; ");
+        self.write(ctx, name, |s| {
+            s.policy = policy;
+            s.summary = policy.to_string();
+            s.policysource = policy_source.to_string();
+            s.lastrun = now;
+            s.backups = left;
+            s.deletedtotal += deleted.len() as u64;
+            let mut history: Vec<DeletedBackup> = deleted.clone();
+            history.append(&mut s.deleted);
+            history.truncate(DELETED_HISTORY);
+            s.deleted = history;
+            s.kept = marks.kept.iter().map(|t| backup_id(name, *t)).collect();
+            s.pendingkeep = marks.pending;
+            s.lastkeeprequest = marks.last_request;
+            s.error = error.clone();
+        })
+        .await
+    }
+
+    async fn write(
+        &self,
+        ctx: &Context,
+        cluster: &str,
+        f: impl FnMut(&mut EtcdBackupRetentionStatusSpec),
+    ) -> Result<(), BoxError> {
+        ctx.state
+            .modify::<EtcdBackupRetentionStatusSpec>(NS_EPHEMERAL, cluster, NAME, f)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Controller for EtcdBackupRetentionController {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn inputs(&self) -> Vec<Input> {
+        vec![
+            Input::kind(ClusterSpec::TYPE),
+            Input::kind(EtcdBackupStatusSpec::TYPE),
+            Input::kind(EtcdManualBackupSpec::TYPE),
+            Input::kind(BackupDataSpec::TYPE),
+        ]
+    }
+
+    fn outputs(&self) -> Vec<&'static str> {
+        vec![EtcdBackupRetentionStatusSpec::TYPE]
+    }
+
+    async fn reconcile(&self, ctx: &Context) -> Result<Action, BoxError> {
+        let all = LabelSelector::default();
+        // A status goes only with the cluster's backup data: it holds the
+        // keep marks, which outlive the cluster like its backups do.
+        let datas: HashSet<String> = ctx
+            .state
+            .list(NS_DEFAULT, BackupDataSpec::TYPE, &all)
+            .await?
+            .into_iter()
+            .map(|r| r.metadata.id)
+            .collect();
+        for r in ctx
+            .state
+            .list(NS_EPHEMERAL, EtcdBackupRetentionStatusSpec::TYPE, &all)
+            .await?
+        {
+            if !datas.contains(&r.metadata.id) {
+                ctx.state.destroy(&r.key()).await?;
+            }
+        }
+        for cluster in ctx.state.list(NS_DEFAULT, ClusterSpec::TYPE, &all).await? {
+            if cluster.metadata.phase != Phase::Running {
+                continue;
+            }
+            if let Err(e) = self.apply(ctx, &cluster).await {
+                tracing::warn!(cluster = %cluster.metadata.id, error = %e, "retention failed");
+                let msg = e.to_string();
+                self.write(ctx, &cluster.metadata.id, |s| s.error = msg.clone())
+                    .await?;
+            }
+        }
+        Ok(Action::Requeue(self.settings.interval))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,87 @@
+//! `omnictl etcd-backup download|export-key|restore|retention`: get a backup
+//! out of omni as a file that stock `etcdutl snapshot restore` accepts (or
+//! restore it right away), the key to open stored objects without omni, and
+//! a dry run of a retention policy.
+
+mod fetch;
+mod restore;
+mod retention;
+
+use std::io::Write;
+
+use anyhow::{bail, Context as _};
+use omni_resources::specs::backup::BackupDataSpec;
+use omni_resources::specs::Kind;
+use omni_resources::NS_DEFAULT;
+
+use super::{note, Context};
+use crate::args::{DownloadArgs, EtcdBackupCommand, ExportKeyArgs};
+
+pub async fn run(ctx: &Context, cmd: EtcdBackupCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    match cmd {
+        EtcdBackupCommand::Download(args) => download(ctx, &args, out).await,
+        EtcdBackupCommand::ExportKey(args) => export_key(ctx, &args, out).await,
+        EtcdBackupCommand::Restore(args) => restore::run(ctx, &args, out).await,
+        EtcdBackupCommand::Retention(args) => retention::run(ctx, &args, out).await,
+    }
+}
+
+async fn download(ctx: &Context, args: &DownloadArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let got = fetch::fetch(
+        ctx,
+        &args.cluster,
+        args.snapshot.as_deref(),
+        args.encrypted,
+        &args.output,
+    )
+    .await?;
+    match got.sha256 {
+        Some(sha) => writeln!(
+            out,
+            "downloaded {} to {} (sha256 {sha} verified)",
+            got.id,
+            args.output.display()
+        )?,
+        None => writeln!(
+            out,
+            "downloaded {} (encrypted) to {}",
+            got.id,
+            args.output.display()
+        )?,
+    }
+    Ok(())
+}
+
+/// Writes the cluster's age identity in age's key file format (0600), so
+/// `age -d -i FILE` opens a stored object: `age -d -i key.txt obj | zstd -d`.
+async fn export_key(
+    ctx: &Context,
+    args: &ExportKeyArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let res = ctx
+        .client()?
+        .get(BackupDataSpec::TYPE, NS_DEFAULT, &args.cluster)
+        .await
+        .with_context(|| format!("reading the backup key of cluster {}", args.cluster))?;
+    let spec: BackupDataSpec = res.spec_as().context("unexpected backup data")?;
+    if spec.ageidentity.is_empty() || spec.ageidentity == "<redacted>" {
+        bail!(
+            "the backup key of cluster {} is visible to admins only",
+            args.cluster
+        );
+    }
+    let text = format!(
+        "# cluster: {}\n# cluster uuid: {}\n# public key: {}\n{}\n",
+        args.cluster, spec.clusteruuid, spec.agerecipient, spec.ageidentity
+    );
+    crate::config::write_private_file(&args.output, &text)?;
+    writeln!(
+        out,
+        "wrote the backup key of cluster {} to {}",
+        args.cluster,
+        args.output.display()
+    )?;
+    note("keep it safe: it opens every backup of this cluster");
+    Ok(())
+}

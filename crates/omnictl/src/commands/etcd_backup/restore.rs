@@ -1,0 +1,199 @@
+//! `omnictl etcd-backup restore`: one command per member to bring a lost
+//! cluster back. Downloads the backup (trailer verified) into a temp dir
+//! beside the data dir, hands it to `etcdutl snapshot restore`, and removes
+//! the temp copy whatever happens.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context as _};
+
+use super::super::Context;
+use super::fetch::fetch;
+use crate::args::RestoreArgs;
+
+pub async fn run(ctx: &Context, args: &RestoreArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let etcdutl = find_etcdutl(args.etcdutl.as_deref())?;
+    check_member(args)?;
+    check_data_dir(&args.data_dir)?;
+    let parent = match args.data_dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    // Beside the data dir: same file system, and gone on any return.
+    let tmp = tempfile::Builder::new()
+        .prefix(".omnictl-restore-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a temp dir in {}", parent.display()))?;
+    let snapshot = tmp.path().join("snapshot.db");
+    let got = fetch(
+        ctx,
+        &args.cluster,
+        args.snapshot.as_deref(),
+        false,
+        &snapshot,
+    )
+    .await?;
+
+    let mut cmd = Command::new(&etcdutl);
+    cmd.args(["snapshot", "restore"])
+        .arg(&snapshot)
+        .arg("--data-dir")
+        .arg(&args.data_dir)
+        .args(["--name", &args.name])
+        .args(["--initial-cluster", &args.initial_cluster])
+        .args([
+            "--initial-advertise-peer-urls",
+            &args.initial_advertise_peer_urls,
+        ]);
+    if let Some(token) = &args.initial_cluster_token {
+        cmd.args(["--initial-cluster-token", token]);
+    }
+    let output = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", etcdutl.display()))?;
+    tmp.close().context("removing the downloaded snapshot")?;
+    if !output.status.success() {
+        // It did not exist before (checked above): leave nothing half-made.
+        let _ = std::fs::remove_dir_all(&args.data_dir);
+        bail!(
+            "etcdutl snapshot restore failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    writeln!(
+        out,
+        "restored backup {} (sha256 {} verified) into {} as member {}",
+        got.id,
+        got.sha256.as_deref().unwrap_or("?"),
+        args.data_dir.display(),
+        args.name
+    )?;
+    Ok(())
+}
+
+/// `--etcdutl` as given (a path, or a name on PATH), else `etcdutl` on PATH.
+fn find_etcdutl(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let want = given.unwrap_or(Path::new("etcdutl"));
+    if want.components().count() > 1 {
+        if want.is_file() {
+            return Ok(want.to_path_buf());
+        }
+        bail!("--etcdutl {}: no such file", want.display());
+    }
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(want))
+            .find(|p| p.is_file())
+    });
+    found.ok_or_else(|| match given {
+        Some(_) => anyhow::anyhow!("--etcdutl {}: not found on PATH", want.display()),
+        None => anyhow::anyhow!(
+            "etcdutl not found on PATH: install etcdutl (it ships with etcd 3.5 and later) or pass --etcdutl PATH"
+        ),
+    })
+}
+
+/// The member must be in `--initial-cluster`, with its own peer URL.
+fn check_member(args: &RestoreArgs) -> anyhow::Result<()> {
+    let mut found = false;
+    for entry in args.initial_cluster.split(',') {
+        let Some((name, url)) = entry.split_once('=') else {
+            bail!("--initial-cluster: {entry:?} is not NAME=URL");
+        };
+        if name == args.name {
+            found = true;
+            let own: Vec<&str> = args.initial_advertise_peer_urls.split(',').collect();
+            if !own.contains(&url) {
+                bail!(
+                    "--initial-cluster gives member {name} the peer URL {url}, but --initial-advertise-peer-urls is {}",
+                    args.initial_advertise_peer_urls
+                );
+            }
+        }
+    }
+    if !found {
+        bail!(
+            "--name {} is not a member in --initial-cluster {}",
+            args.name,
+            args.initial_cluster
+        );
+    }
+    Ok(())
+}
+
+/// etcdutl restores into a new directory only.
+fn check_data_dir(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                bail!(
+                    "--data-dir {} exists and is not empty; restore into a new directory",
+                    dir.display()
+                );
+            }
+            // etcdutl wants to create it itself.
+            std::fs::remove_dir(dir).with_context(|| format!("removing empty {}", dir.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("--data-dir {}", dir.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(name: &str, cluster: &str, peer: &str) -> RestoreArgs {
+        RestoreArgs {
+            cluster: "c".into(),
+            snapshot: None,
+            latest: true,
+            data_dir: PathBuf::from("/nonexistent/m0"),
+            name: name.into(),
+            initial_cluster: cluster.into(),
+            initial_advertise_peer_urls: peer.into(),
+            initial_cluster_token: None,
+            etcdutl: None,
+        }
+    }
+
+    #[test]
+    fn the_member_must_be_in_the_initial_cluster_with_its_url() {
+        let ic = "m0=http://a:2380,m1=http://b:2380";
+        assert!(check_member(&args("m0", ic, "http://a:2380")).is_ok());
+        let err = check_member(&args("m2", ic, "http://c:2380")).unwrap_err();
+        assert!(
+            err.to_string().contains("--name m2 is not a member"),
+            "{err}"
+        );
+        let err = check_member(&args("m1", ic, "http://a:2380")).unwrap_err();
+        assert!(err.to_string().contains("peer URL http://b:2380"), "{err}");
+        assert!(check_member(&args("m0", "m0", "x")).is_err());
+    }
+
+    #[test]
+    fn a_missing_etcdutl_is_named() {
+        let err = find_etcdutl(Some(Path::new("/no/such/etcdutl"))).unwrap_err();
+        assert_eq!(err.to_string(), "--etcdutl /no/such/etcdutl: no such file");
+        let err = find_etcdutl(Some(Path::new("no-such-etcdutl-omni"))).unwrap_err();
+        assert!(err.to_string().contains("not found on PATH"), "{err}");
+    }
+
+    #[test]
+    fn data_dir_must_be_new_or_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_data_dir(&dir.path().join("new")).is_ok());
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        assert!(check_data_dir(&empty).is_ok());
+        assert!(!empty.exists());
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        let err = check_data_dir(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("is not empty"), "{err}");
+    }
+}
