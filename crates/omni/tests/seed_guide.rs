@@ -121,6 +121,37 @@ async fn seed_guide_with_s3() {
     let out = omni.apply_yaml(&s3_config_yaml(&s3, s3.secret_key()));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("created"), "{}", stdout(&out));
+    // Round trip: every field as the seed names it, in the seed's order.
+    let got = omni.ctl_ok(&[
+        "get",
+        "etcdbackups3config",
+        "etcd-backup-s3-conf",
+        "-o",
+        "yaml",
+    ]);
+    let spec = got.split("spec:\n").nth(1).unwrap();
+    assert_eq!(
+        spec,
+        s3_config_yaml(&s3, s3.secret_key())
+            .split("spec:\n")
+            .nth(1)
+            .unwrap()
+    );
+    let reader = omni.ctl_ok(&["token", "create", "--role", "reader"]);
+    let seen = stdout(&omni.ctl_as(
+        reader.trim(),
+        &[
+            "get",
+            "etcdbackups3config",
+            "etcd-backup-s3-conf",
+            "-o",
+            "yaml",
+        ],
+    ));
+    assert!(
+        seen.contains("secretaccesskey: <redacted>") && !seen.contains(s3.secret_key()),
+        "{seen}"
+    );
     eventually("overall status version 2, configured", || {
         let out = omni.ctl_ok(&["get", "etcdbackupoverallstatus"]);
         (out.lines().nth(1)

@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions};
+use etcd_client::Client;
 use tempfile::TempDir;
 
 use crate::process::ServerProcess;
@@ -20,6 +20,7 @@ pub struct EtcdMember {
     peer_port: u16,
     data_dir: PathBuf,
     log: PathBuf,
+    tls: Option<ServerTls>,
     process: Option<ServerProcess>,
 }
 
@@ -29,9 +30,10 @@ impl EtcdMember {
         &self.name
     }
 
-    /// `http://127.0.0.1:<client port>`.
+    /// `http://127.0.0.1:<client port>` (`https://` for a TLS cluster).
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// `http://127.0.0.1:<peer port>`.
@@ -66,6 +68,12 @@ impl EtcdMember {
             // Test data is disposable; skipping fsync makes puts fast.
             .args(["--unsafe-no-fsync", "--log-level=warn"])
             .arg(format!("--quota-backend-bytes={}", 8u64 << 30));
+        if let Some(tls) = &self.tls {
+            cmd.arg(format!("--cert-file={}", tls.cert_file.display()))
+                .arg(format!("--key-file={}", tls.key_file.display()))
+                .arg(format!("--trusted-ca-file={}", tls.ca_file.display()))
+                .arg("--client-cert-auth");
+        }
         self.process = Some(ServerProcess::spawn(cmd, &self.log)?);
         Ok(())
     }
@@ -74,6 +82,7 @@ impl EtcdMember {
     async fn wait_ready(&mut self, need_leader: bool) -> Result<()> {
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
         let url = self.client_url();
+        let tls = self.tls.as_ref().map(|t| t.pem.clone());
         loop {
             let Some(process) = self.process.as_mut() else {
                 return Err(Error::Invalid(format!("member {} is stopped", self.name)));
@@ -87,7 +96,7 @@ impl EtcdMember {
                     log_tail,
                 });
             }
-            if let Ok(leader) = status_leader(&url).await {
+            if let Ok(leader) = status_leader(&url, tls.as_ref()).await {
                 if leader != 0 || !need_leader {
                     return Ok(());
                 }
@@ -104,8 +113,8 @@ impl EtcdMember {
     }
 }
 
-async fn status_leader(url: &str) -> Result<u64> {
-    let opts = ConnectOptions::new()
+async fn status_leader(url: &str, tls: Option<&TlsPem>) -> Result<u64> {
+    let opts = connect_options(tls)
         .with_connect_timeout(Duration::from_secs(1))
         .with_timeout(Duration::from_secs(2));
     let fut = async {
@@ -135,6 +144,19 @@ impl EtcdCluster {
     /// # Errors
     /// Missing binaries, or the cluster not getting ready after a few attempts.
     pub async fn start(members: usize) -> Result<EtcdCluster> {
+        Self::start_with(members, false).await
+    }
+
+    /// Like [`EtcdCluster::start`], but clients must use TLS with a client certificate
+    /// (`--client-cert-auth`); see [`EtcdCluster::tls`]. Peers talk plain http.
+    ///
+    /// # Errors
+    /// As [`EtcdCluster::start`].
+    pub async fn start_tls(members: usize) -> Result<EtcdCluster> {
+        Self::start_with(members, true).await
+    }
+
+    async fn start_with(members: usize, tls: bool) -> Result<EtcdCluster> {
         if members == 0 {
             return Err(Error::Invalid(
                 "an etcd cluster needs at least one member".into(),
@@ -143,7 +165,7 @@ impl EtcdCluster {
         let bins = etcd_bins()?;
         let mut last = None;
         for _ in 0..START_ATTEMPTS {
-            let mut cluster = Self::layout(members, bins.clone())?;
+            let mut cluster = Self::layout(members, bins.clone(), tls)?;
             match cluster.boot().await {
                 Ok(()) => return Ok(cluster),
                 Err(e) => last = Some(e),
@@ -164,7 +186,7 @@ impl EtcdCluster {
         let bins = etcd_bins()?;
         let mut last = None;
         for _ in 0..START_ATTEMPTS {
-            let mut cluster = Self::layout(1, bins.clone())?;
+            let mut cluster = Self::layout(1, bins.clone(), false)?;
             let m = &cluster.members[0];
             bins.snapshot_restore(snapshot, &m.data_dir, &m.name, &m.peer_url())?;
             match cluster.boot().await {
@@ -175,11 +197,16 @@ impl EtcdCluster {
         Err(last.unwrap_or(Error::Invalid("no start attempt".into())))
     }
 
-    fn layout(n: usize, bins: EtcdBins) -> Result<EtcdCluster> {
+    fn layout(n: usize, bins: EtcdBins, tls: bool) -> Result<EtcdCluster> {
         let dir = tempfile::Builder::new()
             .prefix("omni-etcd-")
             .tempdir()
             .map_err(Error::io("create etcd temp dir"))?;
+        let tls = if tls {
+            Some(crate::tls::generate(dir.path())?)
+        } else {
+            None
+        };
         let mut members = Vec::with_capacity(n);
         for i in 0..n {
             members.push(EtcdMember {
@@ -188,6 +215,7 @@ impl EtcdCluster {
                 peer_port: free_port()?,
                 data_dir: dir.path().join(format!("m{i}.data")),
                 log: dir.path().join(format!("m{i}.log")),
+                tls: tls.clone(),
                 process: None,
             });
         }
@@ -241,6 +269,14 @@ impl EtcdCluster {
             .collect()
     }
 
+    /// Client TLS material of a cluster started with [`EtcdCluster::start_tls`].
+    pub fn tls(&self) -> Option<&TlsPem> {
+        self.members
+            .first()
+            .and_then(|m| m.tls.as_ref())
+            .map(|t| &t.pem)
+    }
+
     /// The binaries this cluster runs with.
     pub fn bins(&self) -> &EtcdBins {
         &self.bins
@@ -291,7 +327,7 @@ impl EtcdCluster {
     /// # Errors
     /// Connection failure.
     pub async fn client(&self) -> Result<Client> {
-        let opts = ConnectOptions::new()
+        let opts = connect_options(self.tls())
             .with_connect_timeout(Duration::from_secs(2))
             .with_timeout(Duration::from_secs(10));
         Ok(Client::connect(self.running_client_urls(), Some(opts)).await?)

@@ -12,10 +12,12 @@ mod error;
 mod etcd;
 mod process;
 mod s3;
+mod tls;
 mod wait;
 
 pub use bins::{etcd_bins, s3s_bin, EtcdBins};
 pub use error::{Error, Result};
 pub use etcd::{EtcdCluster, EtcdMember};
 pub use s3::S3Server;
+pub use tls::TlsPem;
 pub use wait::{free_port, wait_until};
