@@ -121,7 +121,7 @@ pub async fn member_status(
 /// An etcd client error in words: for a gRPC status its message and root
 /// cause (`tcp connect error: Connection refused (os error 111)`), not the
 /// status' debug dump.
-fn describe(e: &etcd_client::Error) -> String {
+pub(crate) fn describe(e: &etcd_client::Error) -> String {
     let etcd_client::Error::GRpcStatus(status) = e else {
         return with_causes(e);
     };

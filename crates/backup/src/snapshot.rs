@@ -133,7 +133,7 @@ pub(crate) async fn probe(m: &MemberEndpoint, opts: &SourceOptions) -> Result<Pr
         Ok(Err(e)) => {
             return Err(SourceError::Connect {
                 member,
-                detail: e.to_string(),
+                detail: crate::probe::describe(&e),
             })
         }
         Err(_) => {
@@ -148,7 +148,7 @@ pub(crate) async fn probe(m: &MemberEndpoint, opts: &SourceOptions) -> Result<Pr
         Ok(Err(e)) => {
             return Err(SourceError::Status {
                 member,
-                detail: e.to_string(),
+                detail: crate::probe::describe(&e),
             })
         }
         Err(_) => {
@@ -196,7 +196,7 @@ impl SnapshotSource {
             Ok(Err(e)) => {
                 return Err(SourceError::Stream {
                     member,
-                    detail: e.to_string(),
+                    detail: crate::probe::describe(&e),
                 })
             }
             Err(_) => {
@@ -246,7 +246,7 @@ impl SnapshotSource {
                 Ok(Err(e)) => {
                     return Err(SourceError::Stream {
                         member: self.member.clone(),
-                        detail: e.to_string(),
+                        detail: crate::probe::describe(&e),
                     })
                 }
                 Err(_) => {

@@ -89,6 +89,9 @@ pub struct Flags {
     /// Time between two probes of every machine's etcd member (Go duration).
     #[arg(long)]
     pub machine_probe_interval: Option<String>,
+    /// First delay before retrying a failed automatic backup (doubles per failure).
+    #[arg(long)]
+    pub etcd_backup_retry_backoff: Option<String>,
     /// Requests per second each API token may make.
     #[arg(long)]
     pub api_rate_limit: Option<f64>,
@@ -129,6 +132,7 @@ pub struct FileConfig {
     pub machine_probe_interval: Option<String>,
     pub api_rate_limit: Option<f64>,
     pub api_rate_burst: Option<f64>,
+    pub etcd_backup_retry_backoff: Option<String>,
     pub log_format: Option<String>,
 }
 
@@ -162,6 +166,7 @@ pub struct Config {
     pub machine_probe_interval: Duration,
     pub rate_limit: f64,
     pub rate_burst: f64,
+    pub retry_backoff: Duration,
     pub json_logs: bool,
 }
 
@@ -284,6 +289,13 @@ impl Config {
             machine_probe_interval,
             rate_limit,
             rate_burst,
+            retry_backoff: duration(
+                "etcd-backup-retry-backoff",
+                flags
+                    .etcd_backup_retry_backoff
+                    .or(file.etcd_backup_retry_backoff),
+                "30s",
+            )?,
             json_logs,
             data_dir,
         })

@@ -72,6 +72,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tick: config.tick,
         max_concurrent: config.max_concurrent,
         timeout: config.timeout,
+        retry_backoff: config.retry_backoff,
         ..BackupSettings::default()
     };
     runtime.register(Arc::new(EtcdBackupController::new(

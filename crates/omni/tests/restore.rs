@@ -193,14 +193,14 @@ async fn the_disaster_recovery_document_restores_three_members_from_one_backup()
     );
 
     // 3. Restore every member from that backup.
-    for i in 0..3 {
+    for (i, member) in members.iter().enumerate() {
         let out = host.run(&block("restore"), &vars(i));
         assert!(
             stdout(&out).contains(&format!("restored backup {backup}")),
             "{}",
             stdout(&out)
         );
-        assert!(members[i].3.join("member").is_dir());
+        assert!(member.3.join("member").is_dir());
     }
     // The downloaded copies are gone.
     for (name, ..) in &members {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use omni_resources::retention::RetentionPolicy;
 use omni_resources::{LABEL_ROLE_CONTROLPLANE, LABEL_ROLE_WORKER};
 
 /// The role of a machine set.
@@ -60,6 +61,10 @@ pub struct ClusterTemplate {
     pub disk_encryption: bool,
     /// `features.backupConfiguration.interval`; `None` when not set.
     pub backup_interval: Option<Duration>,
+    /// `features.backupConfiguration.keepLast` … `keepMonthly` (zero: unset).
+    pub backup_retention: RetentionPolicy,
+    /// `features.backupConfiguration.restoreDrill`.
+    pub restore_drill: bool,
 }
 
 /// A `kind: ControlPlane` or `kind: Workers` document.

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use omni_resources::duration::parse_go_duration;
+use omni_resources::retention::{RetentionPolicy, MAX_KEEP};
 use omni_resources::validate::validate_id;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -48,10 +49,22 @@ struct RawFeatures {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawBackup {
     #[serde(default)]
     interval: Option<String>,
+    #[serde(default)]
+    keep_last: i64,
+    #[serde(default)]
+    keep_hourly: i64,
+    #[serde(default)]
+    keep_daily: i64,
+    #[serde(default)]
+    keep_weekly: i64,
+    #[serde(default)]
+    keep_monthly: i64,
+    #[serde(default)]
+    restore_drill: bool,
 }
 
 #[derive(Deserialize)]
@@ -233,6 +246,8 @@ fn parse_cluster(doc: &mut Doc<'_>, value: Value) -> Option<ClusterTemplate> {
     let kubernetes_version = version(doc, "kubernetes.version", &raw.kubernetes.version);
     let talos_version = version(doc, "talos.version", &raw.talos.version);
     let mut backup_interval = None;
+    let mut backup_retention = RetentionPolicy::default();
+    let mut restore_drill = false;
     if let Some(backup) = raw.features.backup_configuration {
         let field = "features.backupConfiguration.interval";
         match backup.interval.as_deref().map(parse_go_duration) {
@@ -240,6 +255,8 @@ fn parse_cluster(doc: &mut Doc<'_>, value: Value) -> Option<ClusterTemplate> {
             Some(Ok(d)) => backup_interval = Some(d),
             Some(Err(e)) => doc.problem(field, e.to_string()),
         }
+        backup_retention = retention(doc, &backup);
+        restore_drill = backup.restore_drill;
     }
     (doc.problems.len() == before).then_some(ClusterTemplate {
         document: doc.number,
@@ -249,7 +266,29 @@ fn parse_cluster(doc: &mut Doc<'_>, value: Value) -> Option<ClusterTemplate> {
         enable_workload_proxy: raw.features.enable_workload_proxy,
         disk_encryption: raw.features.disk_encryption,
         backup_interval,
+        backup_retention,
+        restore_drill,
     })
+}
+
+/// The retention counts, each within `0..=MAX_KEEP`.
+fn retention(doc: &mut Doc<'_>, b: &RawBackup) -> RetentionPolicy {
+    let mut count = |name: &str, v: i64| {
+        let field = format!("features.backupConfiguration.{name}");
+        if v < 0 {
+            doc.problem(field, format!("must not be negative, got {v}"));
+        } else if v > MAX_KEEP {
+            doc.problem(field, format!("must be at most {MAX_KEEP}, got {v}"));
+        }
+        v.clamp(0, MAX_KEEP) as u32
+    };
+    RetentionPolicy {
+        keeplast: count("keepLast", b.keep_last),
+        keephourly: count("keepHourly", b.keep_hourly),
+        keepdaily: count("keepDaily", b.keep_daily),
+        keepweekly: count("keepWeekly", b.keep_weekly),
+        keepmonthly: count("keepMonthly", b.keep_monthly),
+    }
 }
 
 /// Checks a version like `v1.28.2` and returns it without the `v`.

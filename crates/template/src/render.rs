@@ -13,8 +13,7 @@ use crate::model::{MachineSetTemplate, Template};
 
 impl Template {
     /// The cluster spec the template asks for. Fields a template cannot
-    /// express (`installimage`, further backup settings) are kept from
-    /// `current`.
+    /// express (`installimage`) are kept from `current`.
     pub fn cluster_spec(&self, current: Option<&ClusterSpec>) -> ClusterSpec {
         let c = &self.cluster;
         let mut spec = current.cloned().unwrap_or_default();
@@ -24,9 +23,15 @@ impl Template {
             enableworkloadproxy: c.enable_workload_proxy,
             diskencryption: c.disk_encryption,
         };
+        let r = c.backup_retention;
         spec.backupconfiguration = c.backup_interval.map(|interval| BackupConfiguration {
             interval: ProtoDuration::from_std(interval),
-            ..spec.backupconfiguration.clone().unwrap_or_default()
+            keeplast: r.keeplast.into(),
+            keephourly: r.keephourly.into(),
+            keepdaily: r.keepdaily.into(),
+            keepweekly: r.keepweekly.into(),
+            keepmonthly: r.keepmonthly.into(),
+            restoredrill: c.restore_drill,
         });
         spec
     }

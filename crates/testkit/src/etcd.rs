@@ -6,6 +6,7 @@ use etcd_client::Client;
 use tempfile::TempDir;
 
 use crate::process::ServerProcess;
+use crate::tls::{connect_options, ServerTls, TlsPem};
 use crate::{etcd_bins, free_port, Error, EtcdBins, Result};
 
 const START_ATTEMPTS: usize = 3;

@@ -108,3 +108,33 @@ async fn snapshot_save_and_restore_roundtrip() {
         Some(&b"yes"[..])
     );
 }
+
+#[tokio::test]
+async fn tls_cluster_requires_client_certificate() {
+    let etcd = EtcdCluster::start_tls(1).await.expect("start tls etcd");
+    assert!(etcd
+        .member(0)
+        .client_url()
+        .starts_with("https://127.0.0.1:"));
+    let tls = etcd.tls().expect("tls material").clone();
+    etcd.put("secure", "yes").await.expect("put over tls");
+    assert_eq!(
+        etcd.get("secure").await.expect("get").as_deref(),
+        Some(&b"yes"[..])
+    );
+
+    // Trusting the CA but presenting no client certificate is refused.
+    let opts = etcd_client::ConnectOptions::new().with_tls(
+        etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(&tls.ca_pem)),
+    );
+    let res = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut c = etcd_client::Client::connect([etcd.member(0).client_url()], Some(opts)).await?;
+        c.get("secure", None).await
+    })
+    .await;
+    assert!(
+        !matches!(res, Ok(Ok(_))),
+        "a client without certificate must not read"
+    );
+}

@@ -80,12 +80,22 @@ enum Backend {
     S3,
 }
 
-/// Where backups live. Cheap to clone.
-#[derive(Debug, Clone)]
+/// Where backups live. Cheap to clone. `Debug` shows the location, never credentials.
+#[derive(Clone)]
 pub struct BackupStore {
     store: Arc<dyn ObjectStore>,
     backend: Backend,
     ctx: ErrorContext,
+}
+
+impl std::fmt::Debug for BackupStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupStore")
+            .field("kind", &self.kind())
+            .field("bucket", &self.ctx.bucket)
+            .field("location", &self.ctx.endpoint)
+            .finish()
+    }
 }
 
 impl BackupStore {
@@ -354,9 +364,15 @@ mod tests {
         let ok = S3Settings {
             endpoint: Some("http://127.0.0.1:1".into()),
             access_key_id: Some("k".into()),
-            secret_access_key: Some("s".into()),
+            secret_access_key: Some("very-secret-value".into()),
             ..base
         };
-        assert_eq!(BackupStore::s3(&ok).expect("valid").kind(), "s3");
+        let store = BackupStore::s3(&ok).expect("valid");
+        assert_eq!(store.kind(), "s3");
+        let shown = format!("{store:?}");
+        assert!(
+            shown.contains("http://127.0.0.1:1") && !shown.contains("very-secret-value"),
+            "{shown}"
+        );
     }
 }

@@ -33,6 +33,7 @@ async fn first_member_down_falls_back_to_next() {
         Error::NoSnapshot { failures } => assert_eq!(failures.len(), 3, "{err}"),
         other => panic!("unexpected {other:?}"),
     }
+    eprintln!("all members down: {err}");
     for m in ["m0", "m1", "m2"] {
         assert!(err.to_string().contains(&format!("member {m}")), "{err}");
     }

@@ -5,3 +5,4 @@ mod common;
 mod faults;
 mod local;
 mod s3;
+mod tls;

@@ -35,6 +35,9 @@ pub struct BackupSettings {
     pub max_concurrent: usize,
     /// Longest a single backup may take.
     pub timeout: Duration,
+    /// First delay before retrying a failed automatic backup; doubles per
+    /// failure, capped at the cluster's interval.
+    pub retry_backoff: Duration,
     pub options: BackupOptions,
 }
 
@@ -49,6 +52,7 @@ impl Default for BackupSettings {
             tick: Duration::from_secs(60),
             max_concurrent: 5,
             timeout: Duration::from_secs(30 * 60),
+            retry_backoff: Duration::from_secs(30),
             options: BackupOptions::default(),
         }
     }
@@ -59,6 +63,8 @@ struct Memory {
     running: HashSet<String>,
     /// Newest backup per cluster, as far as this process knows.
     newest: HashMap<String, i64>,
+    /// Failed attempts in a row per cluster.
+    failures: HashMap<String, u32>,
     recovered: bool,
 }
 
@@ -207,17 +213,25 @@ impl Controller for EtcdBackupController {
                 .await?
                 .map(|(_, s)| s.backupat)
                 .unwrap_or_default();
-            let mut due = schedule::manual_pending(manual, &st);
+            let manual_due = schedule::manual_pending(manual, &st);
+            let mut due = manual_due;
             if !due {
                 if let Some(interval) = spec.backup_interval() {
                     match self.newest_backup(&ctx.state, &name, &st).await {
                         Ok(newest) => {
+                            let failures = self.memory().failures.get(&name).copied().unwrap_or(0);
                             let at = schedule::next_automatic(
                                 &name,
                                 newest,
                                 interval,
                                 &self.settings.schedule,
-                            );
+                            )
+                            .max(schedule::retry_at(
+                                st.lastbackupattempt,
+                                failures,
+                                self.settings.retry_backoff,
+                                interval,
+                            ));
                             let wait = at - now.as_secs_f64();
                             if wait <= 0.0 {
                                 due = true;
@@ -233,7 +247,7 @@ impl Controller for EtcdBackupController {
                 }
             }
             if due {
-                self.start(ctx, &name, manual.is_zero()).await?;
+                self.start(ctx, &name, !manual_due).await?;
             }
         }
         Ok(Action::Requeue(next_wake))
@@ -288,16 +302,21 @@ impl EtcdBackupController {
         let cluster = cluster.to_string();
         tokio::spawn(async move {
             let result = tokio::select! {
-                r = job.run() => r,
+                r = job.run() => Some(r),
                 // Dropping the job aborts its upload; the status stays
                 // `running` and is marked interrupted at the next start.
                 _ = cancel.cancelled() => None,
             };
             let mut mem = memory.lock().unwrap_or_else(|e| e.into_inner());
             mem.running.remove(&cluster);
-            if let Some(t) = result {
-                let newest = mem.newest.entry(cluster).or_insert(t);
-                *newest = (*newest).max(t);
+            match result {
+                Some(Some(t)) => {
+                    mem.failures.remove(&cluster);
+                    let newest = mem.newest.entry(cluster).or_insert(t);
+                    *newest = (*newest).max(t);
+                }
+                Some(None) => *mem.failures.entry(cluster).or_insert(0) += 1,
+                None => {}
             }
             drop(mem);
             trigger.poke();

@@ -49,6 +49,17 @@ pub fn next_automatic(
     }
 }
 
+/// After `failures` failed automatic attempts in a row, the earliest next
+/// try: the base backoff doubled per failure, never longer than the interval.
+pub fn retry_at(last_attempt: Timestamp, failures: u32, base: Duration, interval: Duration) -> f64 {
+    if failures == 0 {
+        return 0.0;
+    }
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+    let delay = base.saturating_mul(factor).min(interval);
+    last_attempt.as_secs_f64() + delay.as_secs_f64()
+}
+
 /// Whether a manual request at `backupat` has not been acted on yet.
 pub fn manual_pending(backupat: Timestamp, status: &EtcdBackupStatusSpec) -> bool {
     !backupat.is_zero() && status.lastbackupattempt < backupat
@@ -101,6 +112,18 @@ mod tests {
             assert_eq!(j, jitter("c", i, max));
         }
         assert_ne!(jitter("a", 1, max), jitter("b", 1, max));
+    }
+
+    #[test]
+    fn failed_automatic_backups_back_off_up_to_the_interval() {
+        let t = Timestamp::from_unix(1000);
+        let base = Duration::from_secs(30);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(retry_at(t, 0, base, hour), 0.0);
+        assert_eq!(retry_at(t, 1, base, hour), 1030.0);
+        assert_eq!(retry_at(t, 2, base, hour), 1060.0);
+        assert_eq!(retry_at(t, 4, base, hour), 1240.0);
+        assert_eq!(retry_at(t, 40, base, hour), 4600.0);
     }
 
     #[test]

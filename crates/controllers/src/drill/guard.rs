@@ -125,7 +125,7 @@ impl Drop for EtcdProcess {
         // The group id is the child's pid (process_group(0)); errors mean
         // it is gone already.
         if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = (pid, killpg::<Signal>, Pid::from_raw(0));
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -237,3 +237,32 @@ fn machine_in_another_cluster() {
         )
     );
 }
+
+#[test]
+fn retention_and_drills_in_the_backup_configuration() {
+    let text = seed_with(
+        "    interval: 1h\n",
+        "    interval: 1h\n    keepLast: 3\n    keepDaily: 7\n    keepMonthly: 12\n    restoreDrill: true\n",
+    );
+    let t = parse(&text).unwrap();
+    assert_eq!(
+        t.cluster.backup_retention.to_string(),
+        "keep-last=3 keep-daily=7 keep-monthly=12"
+    );
+    assert!(t.cluster.restore_drill);
+    let spec = t.cluster_spec(None);
+    let conf = spec.backupconfiguration.unwrap();
+    assert_eq!(
+        (conf.keeplast, conf.keepdaily, conf.keepmonthly),
+        (3, 7, 12)
+    );
+    assert!(conf.restoredrill);
+    assert_eq!(
+        problems(&seed_with("    interval: 1h\n", "    interval: 1h\n    keepWeekly: -1\n    keepHourly: 20000\n")),
+        [
+            "document 1 (Cluster): features.backupConfiguration.keepHourly: must be at most 10000, got 20000",
+            "document 1 (Cluster): features.backupConfiguration.keepWeekly: must not be negative, got -1",
+        ]
+    );
+    assert!(parse(SEED).unwrap().cluster.backup_retention.is_empty());
+}

@@ -16,7 +16,7 @@ use crate::args::RestoreArgs;
 pub async fn run(ctx: &Context, args: &RestoreArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let etcdutl = find_etcdutl(args.etcdutl.as_deref())?;
     check_member(args)?;
-    check_data_dir(&args.data_dir)?;
+    let existed = check_data_dir(&args.data_dir)?;
     let parent = match args.data_dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -57,8 +57,8 @@ pub async fn run(ctx: &Context, args: &RestoreArgs, out: &mut dyn Write) -> anyh
         .with_context(|| format!("running {}", etcdutl.display()))?;
     tmp.close().context("removing the downloaded snapshot")?;
     if !output.status.success() {
-        // It did not exist before (checked above): leave nothing half-made.
-        let _ = std::fs::remove_dir_all(&args.data_dir);
+        // It was new or empty (checked above): leave nothing half-made.
+        clear(&args.data_dir, existed);
         bail!(
             "etcdutl snapshot restore failed ({}): {}",
             output.status,
@@ -126,8 +126,9 @@ fn check_member(args: &RestoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// etcdutl restores into a new directory only.
-fn check_data_dir(dir: &Path) -> anyhow::Result<()> {
+/// etcdutl restores into a new or empty directory only. Returns whether
+/// the directory exists (empty).
+fn check_data_dir(dir: &Path) -> anyhow::Result<bool> {
     match std::fs::read_dir(dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {
@@ -136,11 +137,27 @@ fn check_data_dir(dir: &Path) -> anyhow::Result<()> {
                     dir.display()
                 );
             }
-            // etcdutl wants to create it itself.
-            std::fs::remove_dir(dir).with_context(|| format!("removing empty {}", dir.display()))
+            Ok(true)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e).with_context(|| format!("--data-dir {}", dir.display())),
+    }
+}
+
+/// Removes what a failed restore left: the dir itself when it was new, its
+/// contents when it existed (it may be a mount point).
+fn clear(dir: &Path, existed: bool) {
+    if !existed {
+        let _ = std::fs::remove_dir_all(dir);
+        return;
+    }
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        let _ = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
     }
 }
 
@@ -187,10 +204,14 @@ mod tests {
     #[test]
     fn data_dir_must_be_new_or_empty() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(check_data_dir(&dir.path().join("new")).is_ok());
+        assert!(!check_data_dir(&dir.path().join("new")).unwrap());
         let empty = dir.path().join("empty");
         std::fs::create_dir(&empty).unwrap();
-        assert!(check_data_dir(&empty).is_ok());
+        assert!(check_data_dir(&empty).unwrap());
+        std::fs::create_dir_all(empty.join("member/wal")).unwrap();
+        clear(&empty, true);
+        assert!(empty.is_dir() && std::fs::read_dir(&empty).unwrap().next().is_none());
+        clear(&empty, false);
         assert!(!empty.exists());
         std::fs::write(dir.path().join("file"), b"x").unwrap();
         let err = check_data_dir(dir.path()).unwrap_err();

@@ -85,7 +85,8 @@ pub async fn run(ctx: &Context, args: &RetentionArgs, out: &mut dyn Write) -> an
             deleted += 1;
             ("delete", String::new())
         };
-        writeln!(out, "{id:<40} {:<21} {action:<7} {why}", utc(d.at))?;
+        let line = format!("{id:<40} {:<21} {action:<7} {why}", utc(d.at));
+        writeln!(out, "{}", line.trim_end())?;
     }
     writeln!(
         out,
