@@ -255,7 +255,7 @@ async fn retention_keeps_exactly_what_the_policy_says() {
     let out = omni.ctl_as(operator.trim(), &["delete", "etcdbackup", &kept_manual]);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("forbidden") || stderr(&out).contains("admin"),
+        stderr(&out).contains("requires the admin role; this token has operator"),
         "{}",
         stderr(&out)
     );
