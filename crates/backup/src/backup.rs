@@ -165,7 +165,7 @@ async fn run(
     recipient: &Recipient,
 ) -> Result<Result<BackupOutcome, SourceError>, Error> {
     let mut sink = store.sink(key).await?;
-    let verified = match pipe(opts, &mut source, &mut sink, recipient).await {
+    let verified = match pipe(opts, &mut source, &mut sink, recipient, key).await {
         Ok(Ok(())) => source.finish(),
         Ok(Err(e)) => Err(e),
         Err(fatal) => {
@@ -197,13 +197,15 @@ async fn pipe(
     source: &mut SnapshotSource,
     sink: &mut ObjectSink,
     recipient: &Recipient,
+    key: &str,
 ) -> Result<Result<(), SourceError>, Error> {
     let (plain_tx, plain_rx) = mpsc::channel::<Bytes>(DEPTH);
     let (sealed_tx, mut sealed_rx) = mpsc::channel::<Bytes>(DEPTH);
     let recipient = recipient.clone();
     let level = opts.zstd_level;
+    let label = key.to_string();
     let encoder = tokio::task::spawn_blocking(move || {
-        compress_encrypt(plain_rx, sealed_tx, recipient, level)
+        compress_encrypt(plain_rx, sealed_tx, recipient, level, &label)
     });
 
     let read = async move {

@@ -63,8 +63,10 @@ where
     let (sealed_tx, sealed_rx) = mpsc::channel::<Bytes>(DEPTH);
     let (plain_tx, mut plain_rx) = mpsc::channel::<Bytes>(DEPTH);
     let identity = identity.clone();
-    let decoder =
-        tokio::task::spawn_blocking(move || decrypt_decompress(sealed_rx, plain_tx, identity));
+    let label = key.to_string();
+    let decoder = tokio::task::spawn_blocking(move || {
+        decrypt_decompress(sealed_rx, plain_tx, identity, &label)
+    });
 
     let feed = async move {
         loop {
@@ -166,7 +168,8 @@ mod tests_support {
     ) {
         let (ptx, prx) = mpsc::channel(DEPTH);
         let (stx, mut srx) = mpsc::channel(DEPTH);
-        let enc = tokio::task::spawn_blocking(move || compress_encrypt(prx, stx, recipient, 3));
+        let label = key.to_string();
+        let enc = tokio::task::spawn_blocking(move || compress_encrypt(prx, stx, recipient, 3, &label));
         ptx.send(Bytes::from(plain)).await.unwrap();
         drop(ptx);
         let mut sealed = Vec::new();

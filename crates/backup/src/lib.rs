@@ -16,6 +16,7 @@ pub mod digest;
 mod download;
 mod error;
 pub mod keys;
+mod label;
 pub mod probe;
 pub mod snapshot;
 pub mod store;

@@ -91,16 +91,19 @@ impl BufRead for ChannelReader {
 }
 
 /// Compresses then encrypts everything from `rx` into `tx`. Returns plaintext bytes.
+/// The object starts with a label naming `key` (see [`crate::label`]).
 pub(crate) fn compress_encrypt(
     mut rx: mpsc::Receiver<Bytes>,
     tx: mpsc::Sender<Bytes>,
     recipient: Recipient,
     level: i32,
+    key: &str,
 ) -> io::Result<u64> {
     let encryptor =
         age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
             .map_err(io::Error::other)?;
-    let sealed = encryptor.wrap_output(ChannelWriter::new(tx))?;
+    let mut sealed = encryptor.wrap_output(ChannelWriter::new(tx))?;
+    crate::label::write_label(&mut sealed, key)?;
     let mut zstd = zstd::stream::write::Encoder::new(sealed, level)?;
     let mut total = 0u64;
     while let Some(chunk) = rx.blocking_recv() {
@@ -113,11 +116,13 @@ pub(crate) fn compress_encrypt(
     Ok(total)
 }
 
-/// Decrypts then decompresses everything from `rx` into `tx`.
+/// Decrypts then decompresses everything from `rx` into `tx`, after
+/// checking the object's label names `key`.
 pub(crate) fn decrypt_decompress(
     rx: mpsc::Receiver<Bytes>,
     tx: mpsc::Sender<Bytes>,
     identity: Identity,
+    key: &str,
 ) -> io::Result<()> {
     let reader = ChannelReader {
         rx,
@@ -128,6 +133,7 @@ pub(crate) fn decrypt_decompress(
     let plain = decryptor
         .decrypt(std::iter::once(&identity as &dyn age::Identity))
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let plain = crate::label::check_label(plain, key)?;
     let mut zstd = zstd::stream::read::Decoder::new(plain)?;
     let mut out = ChannelWriter::new(tx);
     let mut buf = vec![0u8; CHUNK];
@@ -150,7 +156,7 @@ mod tests {
         let recipient = identity.to_public();
         let (ptx, prx) = mpsc::channel(DEPTH);
         let (etx, mut erx) = mpsc::channel(DEPTH);
-        let enc = tokio::task::spawn_blocking(move || compress_encrypt(prx, etx, recipient, 3));
+        let enc = tokio::task::spawn_blocking(move || compress_encrypt(prx, etx, recipient, 3, "c/k"));
         let input = data.clone();
         let feed = tokio::spawn(async move {
             for c in input.chunks(10_000) {
@@ -167,7 +173,7 @@ mod tests {
 
         let (stx, srx) = mpsc::channel(DEPTH);
         let (otx, mut orx) = mpsc::channel(DEPTH);
-        let dec = tokio::task::spawn_blocking(move || decrypt_decompress(srx, otx, identity));
+        let dec = tokio::task::spawn_blocking(move || decrypt_decompress(srx, otx, identity, "c/k"));
         tokio::spawn(async move {
             for c in sealed.chunks(777) {
                 if stx.send(Bytes::copy_from_slice(c)).await.is_err() {
