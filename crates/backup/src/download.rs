@@ -169,7 +169,8 @@ mod tests_support {
         let (ptx, prx) = mpsc::channel(DEPTH);
         let (stx, mut srx) = mpsc::channel(DEPTH);
         let label = key.to_string();
-        let enc = tokio::task::spawn_blocking(move || compress_encrypt(prx, stx, recipient, 3, &label));
+        let enc =
+            tokio::task::spawn_blocking(move || compress_encrypt(prx, stx, recipient, 3, &label));
         ptx.send(Bytes::from(plain)).await.unwrap();
         drop(ptx);
         let mut sealed = Vec::new();

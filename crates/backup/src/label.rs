@@ -29,7 +29,10 @@ fn invalid(msg: String) -> io::Error {
 
 /// Reads the label off the front of `r` and checks it names `expected`;
 /// returns the rest of the stream (the compressed snapshot).
-pub(crate) fn check_label<R: Read + Send + 'static>(mut r: R, expected: &str) -> io::Result<Box<dyn Read + Send>> {
+pub(crate) fn check_label<R: Read + Send + 'static>(
+    mut r: R,
+    expected: &str,
+) -> io::Result<Box<dyn Read + Send>> {
     let mut head = [0u8; 8];
     let mut got = 0;
     while got < head.len() {
@@ -41,11 +44,15 @@ pub(crate) fn check_label<R: Read + Send + 'static>(mut r: R, expected: &str) ->
     }
     let magic = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
     if got < 8 || magic != MAGIC {
-        return Err(invalid("the object carries no backup label: not written by omni, or damaged".into()));
+        return Err(invalid(
+            "the object carries no backup label: not written by omni, or damaged".into(),
+        ));
     }
     let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
     if len > MAX_LABEL {
-        return Err(invalid(format!("backup label of {len} bytes is implausible: damaged object")));
+        return Err(invalid(format!(
+            "backup label of {len} bytes is implausible: damaged object"
+        )));
     }
     let mut payload = vec![0u8; len as usize];
     r.read_exact(&mut payload)?;
@@ -76,17 +83,26 @@ mod tests {
     #[test]
     fn a_matching_label_passes_the_rest_through() {
         let mut rest = String::new();
-        check_label(Cursor::new(labelled("c/1.snapshot", b"zstd")), "c/1.snapshot")
-            .unwrap()
-            .read_to_string(&mut rest)
-            .unwrap();
+        check_label(
+            Cursor::new(labelled("c/1.snapshot", b"zstd")),
+            "c/1.snapshot",
+        )
+        .unwrap()
+        .read_to_string(&mut rest)
+        .unwrap();
         assert_eq!(rest, "zstd");
     }
 
     #[test]
     fn a_swapped_object_is_named() {
-        let err = check_label(Cursor::new(labelled("c/2.snapshot", b"")), "c/1.snapshot").err().unwrap();
-        assert!(err.to_string().contains("holds backup c/2.snapshot, not c/1.snapshot"), "{err}");
+        let err = check_label(Cursor::new(labelled("c/2.snapshot", b"")), "c/1.snapshot")
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains("holds backup c/2.snapshot, not c/1.snapshot"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -95,7 +111,11 @@ mod tests {
         assert!(check_label(Cursor::new(Vec::new()), "k").is_err());
         let mut huge = MAGIC.to_le_bytes().to_vec();
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
-        assert!(check_label(Cursor::new(huge), "k").err().unwrap().to_string().contains("implausible"));
+        assert!(check_label(Cursor::new(huge), "k")
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("implausible"));
         let mut bad = labelled("k", b"");
         bad[10] ^= 0xff;
         assert!(check_label(Cursor::new(bad), "k").is_err());

@@ -156,7 +156,8 @@ mod tests {
         let recipient = identity.to_public();
         let (ptx, prx) = mpsc::channel(DEPTH);
         let (etx, mut erx) = mpsc::channel(DEPTH);
-        let enc = tokio::task::spawn_blocking(move || compress_encrypt(prx, etx, recipient, 3, "c/k"));
+        let enc =
+            tokio::task::spawn_blocking(move || compress_encrypt(prx, etx, recipient, 3, "c/k"));
         let input = data.clone();
         let feed = tokio::spawn(async move {
             for c in input.chunks(10_000) {
@@ -173,7 +174,8 @@ mod tests {
 
         let (stx, srx) = mpsc::channel(DEPTH);
         let (otx, mut orx) = mpsc::channel(DEPTH);
-        let dec = tokio::task::spawn_blocking(move || decrypt_decompress(srx, otx, identity, "c/k"));
+        let dec =
+            tokio::task::spawn_blocking(move || decrypt_decompress(srx, otx, identity, "c/k"));
         tokio::spawn(async move {
             for c in sealed.chunks(777) {
                 if stx.send(Bytes::copy_from_slice(c)).await.is_err() {

@@ -26,6 +26,7 @@ pub fn router(api: Api, source: Arc<EtcdBackupSource>) -> Router {
     Router::new()
         .route("/api/v1/etcd-backups/{id}/snapshot", get(snapshot))
         .route("/api/v1/etcd-backups/{id}/object", get(object))
+        .route("/api/v1/etcd-backups/{id}/verify", get(verify))
         .with_state(Ctx { api, source })
 }
 
@@ -85,4 +86,26 @@ async fn object(
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .body(Body::from_stream(stream))
         .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Reads a backup end to end (decrypt, decompress, label and digest) without
+/// sending it; the answer says whether it is intact and, if not, why.
+async fn verify(
+    AxState(ctx): AxState<Ctx>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let caller = ctx.api.caller(&headers).await?;
+    caller.require(Role::Operator, "verifying backups")?;
+    let (key, data, store) = ctx.source.locate(&id).await?;
+    let identity = parse_identity(&identity_secret(&data))
+        .map_err(|e| ApiError::Internal(format!("backup key of cluster is unusable: {e}")))?;
+    let mut sink = tokio::io::sink();
+    let answer = match omni_backup::download(&store, &key, &identity, &mut sink).await {
+        Ok(info) => {
+            serde_json::json!({"id": id, "ok": true, "bytes": info.bytes, "sha256": info.sha256})
+        }
+        Err(e) => serde_json::json!({"id": id, "ok": false, "error": e.to_string()}),
+    };
+    Ok(axum::Json(answer))
 }

@@ -10,11 +10,21 @@ use common::*;
 use omni_testkit::EtcdCluster;
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 fn ids(omni: &Omni) -> Vec<String> {
-    let out = omni.ctl_ok(&["get", "etcdbackup", "--selector", "omni.sidero.dev/cluster=c", "-o", "json"]);
+    let out = omni.ctl_ok(&[
+        "get",
+        "etcdbackup",
+        "--selector",
+        "omni.sidero.dev/cluster=c",
+        "-o",
+        "json",
+    ]);
     serde_json::Deserializer::from_str(&out)
         .into_iter::<serde_json::Value>()
         .map(|v| v.unwrap()["metadata"]["id"].as_str().unwrap().to_string())
@@ -24,7 +34,12 @@ fn ids(omni: &Omni) -> Vec<String> {
 /// Object files, newest first (keys invert the time).
 fn objects(omni: &Omni) -> Vec<PathBuf> {
     let root = omni.data_dir().join("backups");
-    let dir = std::fs::read_dir(&root).unwrap().next().unwrap().unwrap().path();
+    let dir = std::fs::read_dir(&root)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -35,7 +50,16 @@ fn objects(omni: &Omni) -> Vec<PathBuf> {
 }
 
 fn download(omni: &Omni, id: &str, out: &std::path::Path) -> std::process::Output {
-    omni.ctl(&["etcd-backup", "download", "--cluster", "c", "--snapshot", id, "-o", path_str(out)])
+    omni.ctl(&[
+        "etcd-backup",
+        "download",
+        "--cluster",
+        "c",
+        "--snapshot",
+        id,
+        "-o",
+        path_str(out),
+    ])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,12 +68,24 @@ async fn truncated_and_swapped_objects_are_caught() {
     etcd.put("/k", "v").await.unwrap();
     let omni = Omni::start(&["--state", "memory", "--etcd-backup-tick", "1s"]).await;
     let machines = vec![("m0".to_string(), etcd.member(0).client_url())];
-    assert!(omni.apply_yaml(&machines_yaml("c", &machines, true)).status.success());
-    assert!(omni.apply_yaml("metadata:\n  type: cluster\n  id: c\nspec: {}\n").status.success());
+    assert!(omni
+        .apply_yaml(&machines_yaml("c", &machines, true))
+        .status
+        .success());
+    assert!(omni
+        .apply_yaml("metadata:\n  type: cluster\n  id: c\nspec: {}\n")
+        .status
+        .success());
     for n in 1..=3 {
-        let req = format!("metadata:\n  type: etcdmanualbackup\n  id: c\nspec:\n  backupat:\n    seconds: {}\n", now());
+        let req = format!(
+            "metadata:\n  type: etcdmanualbackup\n  id: c\nspec:\n  backupat:\n    seconds: {}\n",
+            now()
+        );
         assert!(omni.apply_yaml(&req).status.success());
-        eventually(&format!("{n} backups"), || (ids(&omni).len() == n).then_some(())).await;
+        eventually(&format!("{n} backups"), || {
+            (ids(&omni).len() == n).then_some(())
+        })
+        .await;
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     }
     let ids = ids(&omni);
@@ -57,7 +93,10 @@ async fn truncated_and_swapped_objects_are_caught() {
     assert_eq!(files.len(), 3);
     let out = omni.dir.path().join("out.db");
     for id in &ids {
-        assert!(download(&omni, id, &out).status.success(), "{id} does not download before tampering");
+        assert!(
+            download(&omni, id, &out).status.success(),
+            "{id} does not download before tampering"
+        );
     }
     std::fs::remove_file(&out).unwrap();
 
@@ -66,17 +105,44 @@ async fn truncated_and_swapped_objects_are_caught() {
     std::fs::write(&files[0], &bytes[..bytes.len() / 2]).unwrap();
     let o = download(&omni, &ids[0], &out);
     assert!(!o.status.success(), "a truncated object downloaded");
-    assert!(stderr(&o).contains(&ids[0]), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&ids[0]) && err.contains("integrity check failed"),
+        "{err}"
+    );
     assert!(!out.exists());
 
     // Swapped: the oldest object copied over the middle one's key. It is a
     // perfectly valid backup, just not this one.
     std::fs::copy(&files[2], &files[1]).unwrap();
     let o = download(&omni, &ids[1], &out);
-    assert!(!o.status.success(), "a swapped object downloaded as the wrong backup");
+    assert!(
+        !o.status.success(),
+        "a swapped object downloaded as the wrong backup"
+    );
     let err = stderr(&o);
     assert!(err.contains(&ids[1]) && err.contains("swapped"), "{err}");
     assert!(!out.exists());
+    // `verify` says the same without downloading.
+    let v = omni.ctl(&[
+        "etcd-backup",
+        "verify",
+        "--cluster",
+        "c",
+        "--snapshot",
+        &ids[1],
+    ]);
+    assert!(!v.status.success());
+    assert!(stderr(&v).contains("swapped"), "{}", stderr(&v));
+    let v = omni.ctl_ok(&[
+        "etcd-backup",
+        "verify",
+        "--cluster",
+        "c",
+        "--snapshot",
+        &ids[2],
+    ]);
+    assert!(v.contains("is intact"), "{v}");
     // The untouched one still downloads.
     assert!(download(&omni, &ids[2], &out).status.success());
 }

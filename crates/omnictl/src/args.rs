@@ -196,6 +196,8 @@ mod tests {
 pub enum EtcdBackupCommand {
     /// Download a backup as a snapshot file that `etcdutl snapshot restore` accepts
     Download(DownloadArgs),
+    /// Check a backup end to end on the server (decrypt, decompress, digest)
+    Verify(VerifyArgs),
     /// Write a cluster's backup key (age identity) to a file (admins only)
     ExportKey(ExportKeyArgs),
     /// Download, verify and `etcdutl snapshot restore` a backup into a new etcd data dir
@@ -320,4 +322,14 @@ pub enum TemplateCommand {
     Status,
     /// Delete the cluster; its machine sets and nodes are torn down with it
     Delete,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Cluster name
+    #[arg(long)]
+    pub cluster: String,
+    /// Backup id or snapshot name [default: the newest]
+    #[arg(long)]
+    pub snapshot: Option<String>,
 }

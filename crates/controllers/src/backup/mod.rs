@@ -213,7 +213,14 @@ impl Controller for EtcdBackupController {
                 .await?
                 .map(|(_, s)| s.backupat)
                 .unwrap_or_default();
-            let manual_due = schedule::manual_pending(manual, &st);
+            let manual_due = match schedule::manual_wait(manual, &st, now) {
+                Some(wait) if wait.is_zero() => true,
+                Some(wait) => {
+                    next_wake = next_wake.min(wait);
+                    false
+                }
+                None => false,
+            };
             let mut due = manual_due;
             if !due {
                 if let Some(interval) = spec.backup_interval() {

@@ -65,6 +65,25 @@ pub fn manual_pending(backupat: Timestamp, status: &EtcdBackupStatusSpec) -> boo
     !backupat.is_zero() && status.lastbackupattempt < backupat
 }
 
+/// For a pending manual request, how long until it is due (zero: now); a
+/// request for a moment ahead runs at that moment, once. `None` when there
+/// is nothing to do.
+pub fn manual_wait(
+    backupat: Timestamp,
+    status: &EtcdBackupStatusSpec,
+    now: Timestamp,
+) -> Option<Duration> {
+    if !manual_pending(backupat, status) {
+        return None;
+    }
+    let wait = backupat.as_secs_f64() - now.as_secs_f64();
+    Some(if wait > 0.0 {
+        Duration::from_secs_f64(wait)
+    } else {
+        Duration::ZERO
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +143,23 @@ mod tests {
         assert_eq!(retry_at(t, 2, base, hour), 1060.0);
         assert_eq!(retry_at(t, 4, base, hour), 1240.0);
         assert_eq!(retry_at(t, 40, base, hour), 4600.0);
+    }
+
+    #[test]
+    fn a_request_ahead_of_now_waits_for_its_moment_and_runs_once() {
+        let mut st = EtcdBackupStatusSpec::default();
+        let at = Timestamp::from_unix(1030);
+        assert_eq!(
+            manual_wait(at, &st, Timestamp::from_unix(1000)),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            manual_wait(at, &st, Timestamp::from_unix(1031)),
+            Some(Duration::ZERO)
+        );
+        // Attempted at (or after) its moment: done, even though it was ahead.
+        st.lastbackupattempt = Timestamp::from_unix(1031);
+        assert_eq!(manual_wait(at, &st, Timestamp::from_unix(1032)), None);
     }
 
     #[test]

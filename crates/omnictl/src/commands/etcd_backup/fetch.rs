@@ -71,10 +71,44 @@ pub async fn fetch(
         .get_stream(&format!("/api/v1/etcd-backups/{id}/{what}"))
         .await
         .with_context(|| format!("backup {id}"))?;
-    let sha256 = write_atomically(path, stream.body, !encrypted, size)
-        .await
-        .with_context(|| format!("backup {id}"))?;
-    Ok(Fetched { id, sha256 })
+    match write_atomically(path, stream.body, !encrypted, size).await {
+        Ok(sha256) => Ok(Fetched { id, sha256 }),
+        // A broken stream does not say why; the server's verification does.
+        Err(e) => match verify(ctx, &id).await {
+            Ok(Verdict {
+                ok: false, error, ..
+            }) => {
+                bail!("backup {id}: integrity check failed: {error}; nothing was written")
+            }
+            _ => Err(e.context(format!("backup {id}"))),
+        },
+    }
+}
+
+/// The server's verdict on one backup, read end to end on its side.
+#[derive(Debug, serde::Deserialize)]
+pub struct Verdict {
+    pub ok: bool,
+    #[serde(default)]
+    pub error: String,
+    #[serde(default)]
+    pub sha256: String,
+    #[serde(default)]
+    pub bytes: u64,
+}
+
+/// Asks the server to read backup `id` end to end.
+pub async fn verify(ctx: &Context, id: &str) -> anyhow::Result<Verdict> {
+    let stream = ctx
+        .client()?
+        .get_stream(&format!("/api/v1/etcd-backups/{id}/verify"))
+        .await?;
+    let mut body = Vec::new();
+    let mut chunks = stream.body;
+    while let Some(chunk) = chunks.next().await {
+        body.extend_from_slice(&chunk?);
+    }
+    serde_json::from_slice(&body).context("unexpected verification answer")
 }
 
 /// Streams into a temp file beside `path`, verifying etcd's SHA-256

@@ -15,11 +15,12 @@ use omni_resources::specs::Kind;
 use omni_resources::NS_DEFAULT;
 
 use super::{note, Context};
-use crate::args::{DownloadArgs, EtcdBackupCommand, ExportKeyArgs};
+use crate::args::{DownloadArgs, EtcdBackupCommand, ExportKeyArgs, VerifyArgs};
 
 pub async fn run(ctx: &Context, cmd: EtcdBackupCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     match cmd {
         EtcdBackupCommand::Download(args) => download(ctx, &args, out).await,
+        EtcdBackupCommand::Verify(args) => verify(ctx, &args, out).await,
         EtcdBackupCommand::ExportKey(args) => export_key(ctx, &args, out).await,
         EtcdBackupCommand::Restore(args) => restore::run(ctx, &args, out).await,
         EtcdBackupCommand::Retention(args) => retention::run(ctx, &args, out).await,
@@ -49,6 +50,23 @@ async fn download(ctx: &Context, args: &DownloadArgs, out: &mut dyn Write) -> an
             args.output.display()
         )?,
     }
+    Ok(())
+}
+
+async fn verify(ctx: &Context, args: &VerifyArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let backup = fetch::choose(ctx, &args.cluster, args.snapshot.as_deref()).await?;
+    let id = backup.metadata.id;
+    let verdict = fetch::verify(ctx, &id)
+        .await
+        .with_context(|| format!("backup {id}"))?;
+    if !verdict.ok {
+        bail!("backup {id}: integrity check failed: {}", verdict.error);
+    }
+    writeln!(
+        out,
+        "backup {id} is intact: {} bytes, sha256 {}",
+        verdict.bytes, verdict.sha256
+    )?;
     Ok(())
 }
 
