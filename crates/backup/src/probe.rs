@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use etcd_client::{Certificate, Client, ConnectOptions, Identity as TlsIdentity, TlsOptions};
+use etcd_client::{
+    Certificate, Client, ConnectOptions, Identity as TlsIdentity, StatusResponse, TlsOptions,
+};
 
 use crate::snapshot::{MemberEndpoint, SourceError};
 
@@ -56,13 +58,32 @@ pub async fn member_status(
     m: &MemberEndpoint,
     timeout: Duration,
 ) -> Result<MemberStatus, SourceError> {
+    let connect = ConnectOptions::new()
+        .with_connect_timeout(timeout)
+        .with_timeout(timeout);
+    let (_, status) = connect_and_status(m, connect, timeout).await?;
+    Ok(MemberStatus {
+        member_id: status.header().map(|h| h.member_id()).unwrap_or(0),
+        leader_id: status.leader(),
+        version: status.version().to_string(),
+        db_size: u64::try_from(status.db_size()).unwrap_or(0),
+        raft_term: status.raft_term(),
+        errors: status.errors().to_vec(),
+    })
+}
+
+/// Connects to `m` (TLS when configured, on top of `connect`) and asks for
+/// its status, each step bounded by `timeout`. Shared by the health probe
+/// and the snapshot source.
+pub(crate) async fn connect_and_status(
+    m: &MemberEndpoint,
+    mut connect: ConnectOptions,
+    timeout: Duration,
+) -> Result<(Client, StatusResponse), SourceError> {
     let member = m.name.clone();
     if m.urls.is_empty() {
         return Err(SourceError::NoUrls { member });
     }
-    let mut connect = ConnectOptions::new()
-        .with_connect_timeout(timeout)
-        .with_timeout(timeout);
     if let Some(tls) = &m.tls {
         let mut t = TlsOptions::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
         match (&tls.cert_pem, &tls.key_pem) {
@@ -77,22 +98,22 @@ pub async fn member_status(
         }
         connect = connect.with_tls(t);
     }
-    let connecting = Client::connect(&m.urls, Some(connect));
-    let mut client = match tokio::time::timeout(timeout, connecting).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            return Err(SourceError::Connect {
-                member,
-                detail: describe(&e),
-            })
-        }
-        Err(_) => {
-            return Err(SourceError::Connect {
-                member,
-                detail: format!("timed out after {timeout:?}"),
-            })
-        }
-    };
+    let mut client =
+        match tokio::time::timeout(timeout, Client::connect(&m.urls, Some(connect))).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                return Err(SourceError::Connect {
+                    member,
+                    detail: describe(&e),
+                })
+            }
+            Err(_) => {
+                return Err(SourceError::Connect {
+                    member,
+                    detail: format!("timed out after {timeout:?}"),
+                })
+            }
+        };
     let status = match tokio::time::timeout(timeout, client.status()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -108,14 +129,7 @@ pub async fn member_status(
             })
         }
     };
-    Ok(MemberStatus {
-        member_id: status.header().map(|h| h.member_id()).unwrap_or(0),
-        leader_id: status.leader(),
-        version: status.version().to_string(),
-        db_size: u64::try_from(status.db_size()).unwrap_or(0),
-        raft_term: status.raft_term(),
-        errors: status.errors().to_vec(),
-    })
+    Ok((client, status))
 }
 
 /// An etcd client error in words: for a gRPC status its message and root

@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use etcd_client::{
-    Certificate, Client, ConnectOptions, Identity as TlsIdentity, SnapshotStreaming, TlsOptions,
-};
+use etcd_client::{Client, ConnectOptions, SnapshotStreaming};
 
 use crate::digest::{DigestError, TrailerVerifier};
 
@@ -106,58 +104,12 @@ pub(crate) struct Probe {
 
 /// Connects to `m` and asks for its status.
 pub(crate) async fn probe(m: &MemberEndpoint, opts: &SourceOptions) -> Result<Probe, SourceError> {
-    let member = m.name.clone();
-    if m.urls.is_empty() {
-        return Err(SourceError::NoUrls { member });
-    }
-    let mut connect = ConnectOptions::new()
+    let connect = ConnectOptions::new()
         .with_connect_timeout(opts.connect_timeout)
         .with_keep_alive(Duration::from_secs(10), Duration::from_secs(10));
-    if let Some(tls) = &m.tls {
-        let mut t = TlsOptions::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
-        match (&tls.cert_pem, &tls.key_pem) {
-            (Some(cert), Some(key)) => t = t.identity(TlsIdentity::from_pem(cert, key)),
-            (None, None) => {}
-            _ => {
-                return Err(SourceError::Connect {
-                    member,
-                    detail: "client certificate and key must be given together".into(),
-                })
-            }
-        }
-        connect = connect.with_tls(t);
-    }
-    let connecting = Client::connect(&m.urls, Some(connect));
-    let mut client = match tokio::time::timeout(opts.status_timeout, connecting).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            return Err(SourceError::Connect {
-                member,
-                detail: crate::probe::describe(&e),
-            })
-        }
-        Err(_) => {
-            return Err(SourceError::Connect {
-                member,
-                detail: format!("timed out after {:?}", opts.status_timeout),
-            })
-        }
-    };
-    let status = match tokio::time::timeout(opts.status_timeout, client.status()).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            return Err(SourceError::Status {
-                member,
-                detail: crate::probe::describe(&e),
-            })
-        }
-        Err(_) => {
-            return Err(SourceError::Status {
-                member,
-                detail: format!("timed out after {:?} (member down?)", opts.status_timeout),
-            })
-        }
-    };
+    let (client, status) =
+        crate::probe::connect_and_status(m, connect, opts.status_timeout).await?;
+    let member = m.name.clone();
     let unhealthy = if status.leader() == 0 {
         Some("no leader".to_string())
     } else if !status.errors().is_empty() {

@@ -6,12 +6,6 @@ mod common;
 use common::*;
 use omni_testkit::EtcdCluster;
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 fn block(pem: &str) -> String {
     pem.trim_end()

@@ -9,12 +9,6 @@ use std::path::PathBuf;
 use common::*;
 use omni_testkit::EtcdCluster;
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 fn ids(omni: &Omni) -> Vec<String> {
     let out = omni.ctl_ok(&[

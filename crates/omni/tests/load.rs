@@ -11,12 +11,6 @@ use omni_resources::Resource;
 use omni_testkit::EtcdCluster;
 use serde_json::json;
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 const CLUSTERS: usize = 50;
 const REQUESTS: usize = 1000;

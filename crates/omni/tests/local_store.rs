@@ -9,12 +9,6 @@ use std::process::Command;
 use common::*;
 use omni_testkit::EtcdCluster;
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 const CLUSTER: &str = "metadata:\n  namespace: default\n  type: Clusters.omni.sidero.dev\n  id: talos-default\nspec:\n  kubernetesversion: 1.28.2\n  talosversion: 1.5.5\n";
 

@@ -7,12 +7,6 @@ mod common;
 use common::*;
 use omni_testkit::{EtcdCluster, S3Server};
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 /// Incompressible bytes, so the upload is as large as the db.
 fn noise(seed: u64, len: usize) -> Vec<u8> {

@@ -4,12 +4,6 @@
 use crate::common::*;
 use omni_testkit::{EtcdCluster, S3Server};
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 /// Applies the S3 config of `s3` and waits until the store works.
 pub async fn configure_s3(omni: &Omni, s3: &S3Server) {
