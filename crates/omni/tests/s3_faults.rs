@@ -142,7 +142,28 @@ async fn s3_down_before_and_during_upload_and_a_missing_bucket() {
     assert_eq!(st["error"], "");
     assert_eq!(listed(&omni), successes + 1);
 
-    // 5. A configuration naming a bucket that does not exist is refused in
+    // 5. The key is rotated behind omni's back: an error in words, without
+    // the secret; the admin applies the new key and backups resume.
+    let old_secret = s3.secret_key().to_string();
+    s3.rotate_secret("rotated-secret-0123456789").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let at = request_backup(&omni).await;
+    let st = wait_status(&omni, at, 2).await;
+    let err = st["error"].as_str().unwrap().to_lowercase();
+    assert!(err.contains("denied") || err.contains("signature") || err.contains("credentials"), "{err}");
+    assert!(!err.contains(&old_secret) && !err.contains("rotated-secret"), "{err}");
+    let out = omni.apply_yaml(&cfg.replace(&old_secret, s3.secret_key()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let at = request_backup(&omni).await;
+    eventually("the new key in use", || {
+        let s = status(&omni);
+        (s["status"] == 1 && s["lastbackupattempt"]["seconds"].as_i64() >= Some(at)).then_some(())
+    })
+    .await;
+    let cfg = cfg.replace(&old_secret, s3.secret_key());
+
+    // 6. A configuration naming a bucket that does not exist is refused in
     // words, and the working one stays. (s3s-fs recreates a removed bucket
     // directory on write, so "deleted under us" is checked at the store
     // level in omni-backup's tests.)

@@ -132,6 +132,17 @@ impl S3Server {
         self.spawn_and_wait().await
     }
 
+    /// Restarts the server with a new secret key, as when credentials are
+    /// rotated behind a client's back.
+    ///
+    /// # Errors
+    /// The server not coming back.
+    pub async fn rotate_secret(&mut self, secret: &str) -> Result<()> {
+        self.stop();
+        self.secret_key = secret.to_string();
+        self.spawn_and_wait().await
+    }
+
     async fn spawn_and_wait(&mut self) -> Result<()> {
         let mut cmd = Command::new(&self.bin);
         cmd.args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
