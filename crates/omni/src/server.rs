@@ -117,6 +117,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let app = api
         .clone()
         .router()
+        .merge(crate::metrics::router(api.clone()))
         .merge(crate::backup_http::router(api, source));
 
     let listener = tokio::net::TcpListener::bind(config.bind)

@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use omni_testkit::{EtcdCluster, S3Server};
 
-
 const SEED_HEADER: &str = "NAMESPACE   TYPE                      ID                          VERSION   CONFIGURATION NAME   CONFIGURATION ERROR   LAST BACKUP STATUS   LAST BACKUP ERROR   LAST BACKUP TIME   CONFIGURATION ATTEMPT";
 
 fn s3_config_yaml(s3: &S3Server, secret: &str) -> String {

@@ -1,0 +1,85 @@
+//! `/metrics` in the Prometheus text format, computed from the state at
+//! scrape time (no counters to lose on restart). Needs a reader token.
+
+use axum::extract::State as AxState;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use omni_api::{Api, ApiError};
+use omni_resources::specs::backup::{
+    EtcdBackupOverallStatusSpec, EtcdBackupStatusSpec, OVERALL_STATUS_ID,
+};
+use omni_resources::specs::Kind;
+use omni_resources::{LabelSelector, NS_EPHEMERAL};
+use std::fmt::Write;
+
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(api)
+}
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+async fn metrics(AxState(api): AxState<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
+    api.caller(&headers).await?;
+    let statuses = api
+        .state()
+        .list(
+            NS_EPHEMERAL,
+            EtcdBackupStatusSpec::TYPE,
+            &LabelSelector::default(),
+        )
+        .await?;
+    let mut out = String::new();
+    let families: [(&str, &str, fn(&EtcdBackupStatusSpec) -> f64); 3] = [
+        (
+            "omni_etcd_backup_status",
+            "Backup status per cluster: 0 unknown, 1 ok, 2 error, 3 running.",
+            |s| s.status as f64,
+        ),
+        (
+            "omni_etcd_backup_last_success_timestamp_seconds",
+            "Time of the newest successful backup.",
+            |s| s.lastbackuptime.as_secs_f64(),
+        ),
+        (
+            "omni_etcd_backup_last_attempt_timestamp_seconds",
+            "Time of the newest backup attempt.",
+            |s| s.lastbackupattempt.as_secs_f64(),
+        ),
+    ];
+    for (name, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for r in &statuses {
+            if let Ok(spec) = r.spec_as::<EtcdBackupStatusSpec>() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{cluster=\"{}\"}} {}",
+                    label(&r.metadata.id),
+                    value(&spec)
+                );
+            }
+        }
+    }
+    let overall = api
+        .state()
+        .get_spec::<EtcdBackupOverallStatusSpec>(NS_EPHEMERAL, OVERALL_STATUS_ID)
+        .await?;
+    let (store, configured) = match overall {
+        Some((_, s)) => (s.configurationname, s.configurationerror.is_empty()),
+        None => (String::new(), false),
+    };
+    let _ = writeln!(
+        out,
+        "# HELP omni_etcd_backup_store_configured Whether the backup store is usable.\n# TYPE omni_etcd_backup_store_configured gauge\nomni_etcd_backup_store_configured{{store=\"{}\"}} {}",
+        label(&store),
+        u8::from(configured)
+    );
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
