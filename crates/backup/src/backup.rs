@@ -6,12 +6,15 @@
 //! verified and every stage succeeded; otherwise the upload is aborted and nothing
 //! becomes visible.
 //!
-//! # Cancellation
+//! # Cancellation and crashes
 //! Dropping the future at any point leaves no visible object: the local temp file is
-//! deleted, and an open S3 multipart upload is aborted in a background task (an upload
-//! whose abort request itself fails stays invisible until the bucket's lifecycle rule
-//! removes it).
+//! deleted, and an open S3 multipart upload is aborted in a background task. A
+//! process killed outright leaves invisible remains: a local temp file
+//! ([`BackupStore::remove_incomplete`] removes it on the next start) or an open S3
+//! upload, which [`take_backup_journaled`] records in an [`UploadJournal`] so that
+//! the next start can abort it ([`BackupStore::abort_upload`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use age::x25519::Recipient;
@@ -20,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::keys::format_key;
 use crate::snapshot::{probe, MemberEndpoint, Probe, SnapshotSource, SourceError, SourceOptions};
-use crate::store::{BackupStore, ObjectSink, StoreError};
+use crate::store::{BackupStore, NoJournal, ObjectSink, StoreError, UploadJournal};
 use crate::transform::{compress_encrypt, DEFAULT_ZSTD_LEVEL, DEPTH};
 use crate::Error;
 
@@ -83,17 +86,11 @@ pub async fn take_backup(
     .await
 }
 
-/// Takes a backup: streams a snapshot from the first healthy member (in the given
-/// order; members that answer but report no leader or alarms are tried last), and
-/// stores it encrypted to `recipient` under `format_key(cluster_uuid, at_unix)`.
-/// A member that fails before the object is committed (connect, stream, digest) is
-/// skipped and the whole pipeline restarts with the next one.
+/// [`take_backup_journaled`] without a journal: an S3 upload cut short by a crash
+/// of the process stays open until the bucket's lifecycle rule removes it.
 ///
 /// # Errors
-/// [`Error::NoMembers`]; [`Error::Key`] for a bad cluster id or time;
-/// [`StoreError::AlreadyExists`] when a backup with that key exists;
-/// [`Error::NoSnapshot`] listing every member's failure; [`Error::Store`] when the
-/// store fails (not retried with other members); [`Error::Encode`].
+/// See [`take_backup_journaled`].
 pub async fn take_backup_with(
     opts: &BackupOptions,
     members: &[MemberEndpoint],
@@ -102,6 +99,48 @@ pub async fn take_backup_with(
     recipient: &Recipient,
     at_unix: i64,
 ) -> Result<BackupOutcome, Error> {
+    let journal: Arc<dyn UploadJournal> = Arc::new(NoJournal);
+    take_backup_journaled(
+        opts,
+        &journal,
+        members,
+        store,
+        cluster_uuid,
+        recipient,
+        at_unix,
+    )
+    .await
+}
+
+/// Takes a backup: streams a snapshot from the first healthy member (in the given
+/// order; members that answer but report no leader or alarms are tried last), and
+/// stores it encrypted to `recipient` under `format_key(cluster_uuid, at_unix)`.
+/// A member that fails before the object is committed (connect, stream, digest) is
+/// skipped and the whole pipeline restarts with the next one.
+///
+/// Each S3 multipart upload is recorded in `journal` before its first part is sent
+/// and forgotten once it was completed or aborted (see [`UploadJournal`]).
+///
+/// # Errors
+/// [`Error::NoMembers`]; [`Error::Key`] for a bad cluster id or time;
+/// [`StoreError::AlreadyExists`] when a backup with that key exists;
+/// [`Error::NoSnapshot`] listing every member's failure; [`Error::Store`] when the
+/// store fails (not retried with other members), including
+/// [`StoreError::Journal`]; [`Error::Encode`].
+pub async fn take_backup_journaled(
+    opts: &BackupOptions,
+    journal: &Arc<dyn UploadJournal>,
+    members: &[MemberEndpoint],
+    store: &BackupStore,
+    cluster_uuid: &str,
+    recipient: &Recipient,
+    at_unix: i64,
+) -> Result<BackupOutcome, Error> {
+    let target = Target {
+        store,
+        journal,
+        recipient,
+    };
     if members.is_empty() {
         return Err(Error::NoMembers);
     }
@@ -113,8 +152,7 @@ pub async fn take_backup_with(
     let mut deferred = Vec::new();
     for m in members {
         match probe(m, &opts.source).await {
-            Ok(p) if p.unhealthy.is_none() => match attempt(opts, p, store, &key, recipient).await?
-            {
+            Ok(p) if p.unhealthy.is_none() => match attempt(opts, p, &target, &key).await? {
                 Ok(outcome) => return Ok(outcome),
                 Err(e) => failures.push(note(e)),
             },
@@ -126,7 +164,7 @@ pub async fn take_backup_with(
         }
     }
     for p in deferred {
-        match attempt(opts, p, store, &key, recipient).await? {
+        match attempt(opts, p, &target, &key).await? {
             Ok(outcome) => return Ok(outcome),
             Err(e) => failures.push(note(e)),
         }
@@ -139,20 +177,26 @@ fn note(e: SourceError) -> SourceError {
     e
 }
 
+/// Where a backup goes.
+struct Target<'a> {
+    store: &'a BackupStore,
+    journal: &'a Arc<dyn UploadJournal>,
+    recipient: &'a Recipient,
+}
+
 /// One full pipeline run against one member. The outer error is fatal (store,
 /// encoder); the inner one means "try the next member".
 async fn attempt(
     opts: &BackupOptions,
     mut probe: Probe,
-    store: &BackupStore,
+    target: &Target<'_>,
     key: &str,
-    recipient: &Recipient,
 ) -> Result<Result<BackupOutcome, SourceError>, Error> {
     let source = match SnapshotSource::open(&mut probe, &opts.source).await {
         Ok(s) => s,
         Err(e) => return Ok(Err(e)),
     };
-    run(opts, source, &probe.member, store, key, recipient).await
+    run(opts, source, &probe.member, target, key).await
 }
 
 /// Pipes an open source into a new object, committing only a verified snapshot.
@@ -160,12 +204,11 @@ async fn run(
     opts: &BackupOptions,
     mut source: SnapshotSource,
     member: &str,
-    store: &BackupStore,
+    target: &Target<'_>,
     key: &str,
-    recipient: &Recipient,
 ) -> Result<Result<BackupOutcome, SourceError>, Error> {
-    let mut sink = store.sink(key).await?;
-    let verified = match pipe(opts, &mut source, &mut sink, recipient, key).await {
+    let mut sink = target.store.sink(key, target.journal).await?;
+    let verified = match pipe(opts, &mut source, &mut sink, target.recipient, key).await {
         Ok(Ok(())) => source.finish(),
         Ok(Err(e)) => Err(e),
         Err(fatal) => {
@@ -285,12 +328,16 @@ mod tests {
         let recipient = crate::parse_recipient(&recipient).unwrap();
         let db: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         let opts = BackupOptions::default();
+        let journal: Arc<dyn UploadJournal> = Arc::new(NoJournal);
+        let target = Target {
+            store: &store,
+            journal: &journal,
+            recipient: &recipient,
+        };
 
         let key = crate::keys::format_key("c", 100).unwrap();
         let src = SnapshotSource::canned("bad", snapshot_chunks(&db, true));
-        let res = run(&opts, src, "bad", &store, &key, &recipient)
-            .await
-            .unwrap();
+        let res = run(&opts, src, "bad", &target, &key).await.unwrap();
         assert!(matches!(res, Err(SourceError::Digest { .. })), "{res:?}");
         assert!(store.list("c").await.unwrap().is_empty());
         assert!(
@@ -300,7 +347,7 @@ mod tests {
         );
 
         let src = SnapshotSource::canned("good", snapshot_chunks(&db, false));
-        let out = run(&opts, src, "good", &store, &key, &recipient)
+        let out = run(&opts, src, "good", &target, &key)
             .await
             .unwrap()
             .unwrap();
@@ -321,7 +368,7 @@ mod tests {
 
         // Same key again: refused, the first object stays.
         let src = SnapshotSource::canned("good", snapshot_chunks(&db, false));
-        let again = run(&opts, src, "good", &store, &key, &recipient).await;
+        let again = run(&opts, src, "good", &target, &key).await;
         assert!(
             matches!(again, Err(Error::Store(StoreError::AlreadyExists { .. }))),
             "{again:?}"

@@ -23,7 +23,9 @@ pub mod store;
 mod transform;
 
 pub use age::secrecy;
-pub use backup::{take_backup, take_backup_with, BackupOptions, BackupOutcome};
+pub use backup::{
+    take_backup, take_backup_journaled, take_backup_with, BackupOptions, BackupOutcome,
+};
 pub use crypto::{
     generate_identity, parse_identity, parse_recipient, recipient_of, Identity, KeyParseError,
     Recipient,
@@ -31,5 +33,8 @@ pub use crypto::{
 pub use download::{download, download_to_file, DownloadInfo};
 pub use error::Error;
 pub use snapshot::{MemberEndpoint, SourceError, SourceOptions, TlsMaterial};
-pub use store::{BackupObject, BackupStore, S3Settings, StoreError};
+pub use store::{
+    BackupObject, BackupStore, JournalError, NoJournal, OpenUpload, S3Settings, StoreError,
+    UploadJournal,
+};
 pub use transform::DEFAULT_ZSTD_LEVEL;

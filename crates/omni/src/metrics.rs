@@ -26,6 +26,9 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A metric family read off each cluster's backup status: name, help, value.
+type Family = (&'static str, &'static str, fn(&EtcdBackupStatusSpec) -> f64);
+
 async fn metrics(AxState(api): AxState<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
     api.caller(&headers).await?;
     let statuses = api
@@ -37,7 +40,7 @@ async fn metrics(AxState(api): AxState<Api>, headers: HeaderMap) -> Result<Respo
         )
         .await?;
     let mut out = String::new();
-    let families: [(&str, &str, fn(&EtcdBackupStatusSpec) -> f64); 3] = [
+    let families: [Family; 3] = [
         (
             "omni_etcd_backup_status",
             "Backup status per cluster: 0 unknown, 1 ok, 2 error, 3 running.",

@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use omni_testkit::EtcdCluster;
 
-
 fn block(pem: &str) -> String {
     pem.trim_end()
         .lines()

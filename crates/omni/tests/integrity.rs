@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use common::*;
 use omni_testkit::EtcdCluster;
 
-
 fn ids(omni: &Omni) -> Vec<String> {
     let out = omni.ctl_ok(&[
         "get",

@@ -26,7 +26,11 @@ fn etcdctl(etcd: &EtcdCluster, args: &[&str]) -> serde_json::Value {
         .args(args)
         .output()
         .unwrap();
-    assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
 }
@@ -51,19 +55,33 @@ fn move_leader(etcd: &EtcdCluster) -> u64 {
 async fn leader_change_during_a_snapshot() {
     let etcd = EtcdCluster::start(3).await.unwrap();
     for i in 0..30u64 {
-        etcd.put(format!("/big/{i:02}"), noise(i, 1024 * 1024)).await.unwrap();
+        etcd.put(format!("/big/{i:02}"), noise(i, 1024 * 1024))
+            .await
+            .unwrap();
     }
     let omni = Omni::start(&["--etcd-backup-tick", "1s"]).await;
-    let machines: Vec<(String, String)> =
-        etcd.members().iter().enumerate().map(|(i, m)| (format!("m{i}"), m.client_url())).collect();
-    assert!(omni.apply_yaml(&machines_yaml("c", &machines, true)).status.success());
-    assert!(omni.apply_yaml("metadata:\n  type: cluster\n  id: c\nspec: {}\n").status.success());
+    let machines: Vec<(String, String)> = etcd
+        .members()
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (format!("m{i}"), m.client_url()))
+        .collect();
+    assert!(omni
+        .apply_yaml(&machines_yaml("c", &machines, true))
+        .status
+        .success());
+    assert!(omni
+        .apply_yaml("metadata:\n  type: cluster\n  id: c\nspec: {}\n")
+        .status
+        .success());
 
     let mut moved_during = 0;
     for round in 0..3 {
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
         let at = now();
-        let req = format!("metadata:\n  type: etcdmanualbackup\n  id: c\nspec:\n  backupat:\n    seconds: {at}\n");
+        let req = format!(
+            "metadata:\n  type: etcdmanualbackup\n  id: c\nspec:\n  backupat:\n    seconds: {at}\n"
+        );
         assert!(omni.apply_yaml(&req).status.success());
         let status = |omni: &Omni| {
             let out = omni.ctl_ok(&["get", "etcdbackupstatus", "c", "-o", "json"]);
@@ -81,18 +99,35 @@ async fn leader_change_during_a_snapshot() {
             (s["status"] != 3).then_some(s)
         })
         .await;
-        assert_eq!(st["status"], 1, "round {round}: leader change broke the backup: {st}");
+        assert_eq!(
+            st["status"], 1,
+            "round {round}: leader change broke the backup: {st}"
+        );
         if was_running {
             moved_during += 1;
         }
     }
-    assert!(moved_during > 0, "leadership never moved while a snapshot was running");
+    assert!(
+        moved_during > 0,
+        "leadership never moved while a snapshot was running"
+    );
 
     // The newest backup restores with every key.
     let snap = omni.dir.path().join("snap.db");
-    omni.ctl_ok(&["etcd-backup", "download", "--cluster", "c", "--latest", "-o", path_str(&snap)]);
+    omni.ctl_ok(&[
+        "etcd-backup",
+        "download",
+        "--cluster",
+        "c",
+        "--latest",
+        "-o",
+        path_str(&snap),
+    ]);
     let restored = EtcdCluster::restore_single(&snap).await.unwrap();
     for i in [0u64, 17, 29] {
-        assert_eq!(restored.get(format!("/big/{i:02}")).await.unwrap(), Some(noise(i, 1024 * 1024)));
+        assert_eq!(
+            restored.get(format!("/big/{i:02}")).await.unwrap(),
+            Some(noise(i, 1024 * 1024))
+        );
     }
 }

@@ -11,7 +11,6 @@ use omni_resources::Resource;
 use omni_testkit::EtcdCluster;
 use serde_json::json;
 
-
 const CLUSTERS: usize = 50;
 const REQUESTS: usize = 1000;
 

@@ -9,7 +9,6 @@ use std::process::Command;
 use common::*;
 use omni_testkit::EtcdCluster;
 
-
 const CLUSTER: &str = "metadata:\n  namespace: default\n  type: Clusters.omni.sidero.dev\n  id: talos-default\nspec:\n  kubernetesversion: 1.28.2\n  talosversion: 1.5.5\n";
 
 fn request_backup(omni: &Omni, at: i64) {

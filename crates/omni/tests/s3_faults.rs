@@ -7,7 +7,6 @@ mod common;
 use common::*;
 use omni_testkit::{EtcdCluster, S3Server};
 
-
 /// Incompressible bytes, so the upload is as large as the db.
 fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed | 1;
@@ -150,8 +149,14 @@ async fn s3_down_before_and_during_upload_and_a_missing_bucket() {
     let at = request_backup(&omni).await;
     let st = wait_status(&omni, at, 2).await;
     let err = st["error"].as_str().unwrap().to_lowercase();
-    assert!(err.contains("denied") || err.contains("signature") || err.contains("credentials"), "{err}");
-    assert!(!err.contains(&old_secret) && !err.contains("rotated-secret"), "{err}");
+    assert!(
+        err.contains("denied") || err.contains("signature") || err.contains("credentials"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(&old_secret) && !err.contains("rotated-secret"),
+        "{err}"
+    );
     let out = omni.apply_yaml(&cfg.replace(&old_secret, s3.secret_key()));
     assert!(out.status.success(), "{}", stderr(&out));
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;

@@ -170,7 +170,9 @@ impl TypeInfo {
 pub fn registry() -> &'static [TypeInfo] {
     static REGISTRY: OnceLock<Vec<TypeInfo>> = OnceLock::new();
     REGISTRY.get_or_init(|| {
-        use specs::{auth, backup, backup_drill, backup_retention, cluster, machine};
+        use specs::{
+            auth, backup, backup_drill, backup_retention, backup_upload, cluster, machine,
+        };
         vec![
             TypeInfo::of::<backup::EtcdBackupS3ConfigSpec>(),
             TypeInfo::of::<backup::EtcdManualBackupSpec>(),
@@ -180,6 +182,7 @@ pub fn registry() -> &'static [TypeInfo] {
             TypeInfo::of::<backup::BackupDataSpec>(),
             TypeInfo::of::<backup_retention::EtcdBackupRetentionStatusSpec>(),
             TypeInfo::of::<backup_drill::EtcdBackupDrillStatusSpec>(),
+            TypeInfo::of::<backup_upload::EtcdBackupUploadSpec>(),
             TypeInfo::of::<cluster::ClusterSpec>(),
             TypeInfo::of::<cluster::MachineSetSpec>(),
             TypeInfo::of::<cluster::MachineSetNodeSpec>(),
@@ -253,6 +256,10 @@ mod tests {
         assert_eq!(
             lookup("etcdbackupdrillstatuses").unwrap().short_name(),
             "EtcdBackupDrillStatus"
+        );
+        assert_eq!(
+            lookup("etcdbackupuploads").unwrap().short_name(),
+            "EtcdBackupUpload"
         );
     }
 

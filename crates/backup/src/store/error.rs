@@ -38,6 +38,9 @@ pub enum StoreError {
         key: String,
         detail: String,
     },
+    /// The upload journal could not record a multipart upload (it was aborted).
+    #[error("recording the upload of {key} in the journal failed: {detail}")]
+    Journal { key: String, detail: String },
     /// Local file-system failure.
     #[error("{op} {}: {source}", path.display())]
     Io {

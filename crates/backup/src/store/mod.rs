@@ -1,6 +1,8 @@
 //! The backup store: one interface over a local directory or an S3 bucket.
 
 mod error;
+mod journal;
+mod remote;
 mod sink;
 
 use std::path::{Path, PathBuf};
@@ -11,12 +13,14 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
+use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjectPath;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 
 pub use error::StoreError;
+pub use journal::{JournalError, NoJournal, OpenUpload, UploadJournal};
 pub(crate) use sink::ObjectSink;
-pub use sink::{MAX_PARTS_IN_FLIGHT, PART_SIZE};
+pub use sink::{MAX_PARTS_IN_FLIGHT, PART_SIZE, TEMP_PREFIX, TEMP_SUFFIX};
 
 use crate::keys::{parse_key, validate_cluster_id};
 use error::ErrorContext;
@@ -74,10 +78,10 @@ pub struct BackupObject {
     pub size: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Backend {
     Local { root: PathBuf },
-    S3,
+    S3 { multipart: Arc<dyn MultipartStore> },
 }
 
 /// Where backups live. Cheap to clone. `Debug` shows the location, never credentials.
@@ -185,19 +189,20 @@ impl BackupStore {
             max_retries: 3,
             retry_timeout: Duration::from_secs(30),
         };
-        let s3 = b
-            .with_retry(retry)
-            .with_client_options(client)
-            .build()
-            .map_err(|e| StoreError::InvalidSettings(ErrorContext::default().describe(&e)))?;
+        let s3 = Arc::new(
+            b.with_retry(retry)
+                .with_client_options(client)
+                .build()
+                .map_err(|e| StoreError::InvalidSettings(ErrorContext::default().describe(&e)))?,
+        );
         let secrets = [secret, token]
             .into_iter()
             .flatten()
             .map(str::to_string)
             .collect();
         Ok(Self {
-            store: Arc::new(s3),
-            backend: Backend::S3,
+            store: s3.clone(),
+            backend: Backend::S3 { multipart: s3 },
             ctx: ErrorContext::new(Some(bucket.to_string()), endpoint, secrets),
         })
     }
@@ -206,7 +211,68 @@ impl BackupStore {
     pub fn kind(&self) -> &'static str {
         match self.backend {
             Backend::Local { .. } => "local",
-            Backend::S3 => "s3",
+            Backend::S3 { .. } => "s3",
+        }
+    }
+
+    /// The bucket, for an S3 store.
+    pub fn bucket(&self) -> Option<&str> {
+        self.ctx.bucket.as_deref()
+    }
+
+    /// Where the store is: the S3 endpoint, or the local directory.
+    pub fn location(&self) -> &str {
+        &self.ctx.endpoint
+    }
+
+    /// Removes what a killed process left of unfinished writes, and returns it. For
+    /// a local store these are the sink's temp files (`.tmp-*.partial` in the root
+    /// and the cluster directories; nothing else is touched); an S3 store keeps
+    /// nothing partial that it could list (its open uploads are journaled instead,
+    /// see [`BackupStore::abort_upload`]). Call it before this process starts a
+    /// backup: it would remove that backup's temp file too.
+    ///
+    /// # Errors
+    /// A directory cannot be listed or a temp file cannot be removed.
+    pub async fn remove_incomplete(&self) -> Result<Vec<String>, StoreError> {
+        let Backend::Local { root } = &self.backend else {
+            return Ok(Vec::new());
+        };
+        let dir = root.clone();
+        let removed = tokio::task::spawn_blocking(move || sink::remove_temp_files(&dir))
+            .await
+            .map_err(|e| StoreError::Io {
+                op: "clean up",
+                path: root.clone(),
+                source: std::io::Error::other(e),
+            })??;
+        Ok(removed
+            .iter()
+            .map(|p| p.strip_prefix(root).unwrap_or(p).display().to_string())
+            .collect())
+    }
+
+    /// Aborts a multipart upload left open by a process that was killed (as
+    /// recorded by its [`UploadJournal`]). An upload that is already gone
+    /// (completed or aborted) counts as aborted.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidSettings`] for a local store; otherwise the store failing,
+    /// e.g. [`StoreError::Unreachable`] (worth retrying) or
+    /// [`StoreError::AccessDenied`].
+    pub async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StoreError> {
+        let Backend::S3 { multipart } = &self.backend else {
+            return Err(StoreError::InvalidSettings(
+                "a local store has no multipart uploads".into(),
+            ));
+        };
+        let path = ObjectPath::from(upload.key.as_str());
+        match multipart.abort_multipart(&path, &upload.upload_id).await {
+            Ok(()) => Ok(()),
+            Err(e) => match self.ctx.classify("abort upload of", &upload.key, e) {
+                StoreError::NotFound { .. } => Ok(()),
+                other => Err(other),
+            },
         }
     }
 
@@ -300,13 +366,20 @@ impl BackupStore {
             .boxed())
     }
 
-    /// Opens a sink for `key`; the object appears only on commit.
-    pub(crate) async fn sink(&self, key: &str) -> Result<ObjectSink, StoreError> {
+    /// Opens a sink for `key`; the object appears only on commit. An S3 multipart
+    /// upload is recorded in `journal` while it is open.
+    pub(crate) async fn sink(
+        &self,
+        key: &str,
+        journal: &Arc<dyn UploadJournal>,
+    ) -> Result<ObjectSink, StoreError> {
         parse_key(key)?;
         match &self.backend {
             Backend::Local { root } => ObjectSink::local(key, root.join(key)).await,
-            Backend::S3 => Ok(ObjectSink::remote(
+            Backend::S3 { multipart } => Ok(ObjectSink::remote(
                 self.store.clone(),
+                multipart.clone(),
+                journal.clone(),
                 key,
                 self.ctx.clone(),
             )),

@@ -4,25 +4,30 @@
 //!   without clobbering, then the directory is `fsync`ed. (object_store's own
 //!   `LocalFileSystem` renames a staged file but never calls `fsync`, so a crash
 //!   could leave a visible, truncated backup.) Dropping the sink deletes the temp file.
-//! * S3: one `PUT` for small objects, otherwise a multipart upload with at most
-//!   [`MAX_PARTS_IN_FLIGHT`] parts of [`PART_SIZE`] bytes in flight. Any failure
-//!   aborts the upload; dropping an uncommitted sink spawns the abort on the
-//!   current Tokio runtime. Only a completed upload is listed by S3.
+//!   A process killed before the rename leaves the temp file (named
+//!   [`TEMP_PREFIX`]`*`[`TEMP_SUFFIX`]) behind; [`super::BackupStore::remove_incomplete`]
+//!   removes such files on the next start.
+//! * S3: see [`super::remote`]: a journaled multipart upload, aborted on failure.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use object_store::path::Path as ObjectPath;
-use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::multipart::MultipartStore;
+use object_store::ObjectStore;
 use tokio::io::AsyncWriteExt;
-use tokio::task::JoinSet;
 
 use super::error::{ErrorContext, StoreError};
+use super::journal::UploadJournal;
+use super::remote::RemoteSink;
 
 /// Size of one multipart part (and of the buffer before a multipart upload starts).
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts uploaded concurrently; bounds memory to about `(1 + this) * PART_SIZE`.
 pub const MAX_PARTS_IN_FLIGHT: usize = 2;
+/// Name prefix of the local store's temp files.
+pub const TEMP_PREFIX: &str = ".tmp-";
+/// Name suffix of the local store's temp files.
+pub const TEMP_SUFFIX: &str = ".partial";
 
 /// An object being written; see the module docs for the visibility guarantees.
 #[derive(Debug)]
@@ -43,25 +48,6 @@ struct LocalSink {
     file: tokio::fs::File,
     tmp: Option<tempfile::TempPath>,
     dest: PathBuf,
-}
-
-struct RemoteSink {
-    store: Arc<dyn ObjectStore>,
-    path: ObjectPath,
-    ctx: ErrorContext,
-    buffer: Vec<u8>,
-    upload: Option<Box<dyn MultipartUpload>>,
-    parts: JoinSet<object_store::Result<()>>,
-}
-
-impl std::fmt::Debug for RemoteSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteSink")
-            .field("path", &self.path)
-            .field("buffered", &self.buffer.len())
-            .field("multipart", &self.upload.is_some())
-            .finish_non_exhaustive()
-    }
 }
 
 fn io_err<'a>(
@@ -88,8 +74,8 @@ impl ObjectSink {
         let tmp = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&d)?;
             tempfile::Builder::new()
-                .prefix(".tmp-")
-                .suffix(".partial")
+                .prefix(TEMP_PREFIX)
+                .suffix(TEMP_SUFFIX)
                 .tempfile_in(&d)
         })
         .await
@@ -111,19 +97,21 @@ impl ObjectSink {
         })
     }
 
-    /// A sink writing `key` to an object store (S3).
-    pub(crate) fn remote(store: Arc<dyn ObjectStore>, key: &str, ctx: ErrorContext) -> Self {
+    /// A sink writing `key` to an object store (S3), journaling a multipart upload
+    /// in `journal`.
+    pub(crate) fn remote(
+        store: Arc<dyn ObjectStore>,
+        multipart: Arc<dyn MultipartStore>,
+        journal: Arc<dyn UploadJournal>,
+        key: &str,
+        ctx: ErrorContext,
+    ) -> Self {
         Self {
             key: key.to_string(),
             written: 0,
-            inner: Inner::Remote(Box::new(RemoteSink {
-                store,
-                path: ObjectPath::from(key),
-                ctx,
-                buffer: Vec::new(),
-                upload: None,
-                parts: JoinSet::new(),
-            })),
+            inner: Inner::Remote(Box::new(RemoteSink::new(
+                store, multipart, journal, key, ctx,
+            ))),
         }
     }
 
@@ -154,7 +142,7 @@ impl ObjectSink {
     pub(crate) async fn abort(mut self) {
         match &mut self.inner {
             Inner::Local(l) => drop(l.tmp.take()),
-            Inner::Remote(r) => r.abort(&self.key).await,
+            Inner::Remote(r) => r.abort().await,
         }
     }
 }
@@ -200,134 +188,37 @@ impl LocalSink {
     }
 }
 
-impl RemoteSink {
-    async fn write(&mut self, key: &str, mut data: &[u8]) -> Result<(), StoreError> {
-        while !data.is_empty() {
-            let room = PART_SIZE - self.buffer.len();
-            let n = room.min(data.len());
-            self.buffer.extend_from_slice(&data[..n]);
-            data = &data[n..];
-            if self.buffer.len() == PART_SIZE {
-                self.flush_part(key).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends the buffer as the next part, starting the multipart upload if needed.
-    async fn flush_part(&mut self, key: &str) -> Result<(), StoreError> {
-        if self.upload.is_none() {
-            let upload = self
-                .store
-                .put_multipart(&self.path)
-                .await
-                .map_err(|e| self.ctx.classify("start upload of", key, e))?;
-            self.upload = Some(upload);
-        }
-        while self.parts.len() >= MAX_PARTS_IN_FLIGHT {
-            self.join_one(key).await?;
-        }
-        let part = PutPayload::from(std::mem::take(&mut self.buffer));
-        if let Some(upload) = self.upload.as_mut() {
-            self.parts.spawn(upload.put_part(part));
-        }
-        self.buffer = Vec::with_capacity(PART_SIZE);
-        Ok(())
-    }
-
-    async fn join_one(&mut self, key: &str) -> Result<(), StoreError> {
-        match self.parts.join_next().await {
-            None | Some(Ok(Ok(()))) => Ok(()),
-            Some(Ok(Err(e))) => Err(self.ctx.classify("upload part of", key, e)),
-            Some(Err(join)) => Err(StoreError::Backend {
-                op: "upload part of",
-                key: key.to_string(),
-                detail: join.to_string(),
-            }),
-        }
-    }
-
-    async fn commit(&mut self, key: &str) -> Result<(), StoreError> {
-        let res = self.try_commit(key).await;
-        if res.is_err() {
-            self.abort(key).await;
-        }
-        res
-    }
-
-    async fn try_commit(&mut self, key: &str) -> Result<(), StoreError> {
-        if self.upload.is_none() {
-            let payload = PutPayload::from(std::mem::take(&mut self.buffer));
-            self.store
-                .put(&self.path, payload)
-                .await
-                .map_err(|e| self.ctx.classify("upload", key, e))?;
-            return Ok(());
-        }
-        if !self.buffer.is_empty() {
-            self.flush_part(key).await?;
-        }
-        while !self.parts.is_empty() {
-            self.join_one(key).await?;
-        }
-        if let Some(upload) = self.upload.as_mut() {
-            upload
-                .complete()
-                .await
-                .map_err(|e| self.ctx.classify("complete upload of", key, e))?;
-        }
-        self.upload = None;
-        Ok(())
-    }
-
-    async fn abort(&mut self, key: &str) {
-        let parts = std::mem::take(&mut self.parts);
-        if let Some(upload) = self.upload.take() {
-            abort_upload(parts, upload, self.ctx.clone(), key.to_string()).await;
-        }
-    }
+/// Whether `name` is one of the local sink's temp files.
+fn is_temp_name(name: &std::ffi::OsStr) -> bool {
+    name.to_str().is_some_and(|n| {
+        n.len() > TEMP_PREFIX.len() + TEMP_SUFFIX.len()
+            && n.starts_with(TEMP_PREFIX)
+            && n.ends_with(TEMP_SUFFIX)
+    })
 }
 
-/// How long an abort waits for in-flight part uploads to settle.
-const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Aborts a multipart upload after its in-flight parts have finished: a part still
-/// being received by the server when the abort arrives may otherwise be stored after
-/// it (S3 documents this race; s3s-fs shows it).
-async fn abort_upload(
-    mut parts: JoinSet<object_store::Result<()>>,
-    mut upload: Box<dyn MultipartUpload>,
-    ctx: ErrorContext,
-    key: String,
-) {
-    let settle = async { while parts.join_next().await.is_some() {} };
-    if tokio::time::timeout(SETTLE_TIMEOUT, settle).await.is_err() {
-        parts.abort_all();
-    }
-    match tokio::time::timeout(SETTLE_TIMEOUT, upload.abort()).await {
-        Ok(Ok(())) => tracing::debug!(%key, "multipart upload aborted"),
-        Ok(Err(e)) => {
-            let error = ctx.classify("abort upload of", &key, e);
-            tracing::warn!(%key, %error, "could not abort multipart upload; the bucket's lifecycle rules must clean it up");
-        }
-        Err(_) => tracing::warn!(%key, "aborting the multipart upload timed out"),
-    }
-}
-
-impl Drop for RemoteSink {
-    fn drop(&mut self) {
-        // Dropped while a multipart upload is open: the future was cancelled before
-        // commit or abort. Abort it in the background.
-        let Some(upload) = self.upload.take() else {
-            return;
-        };
-        let parts = std::mem::take(&mut self.parts);
-        let key = self.path.to_string();
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(abort_upload(parts, upload, self.ctx.clone(), key));
+/// Removes the temp files a killed process left in `root` and its cluster
+/// directories (one level down, where the sink creates them). Symlinks are not
+/// followed and nothing else is touched. Returns the removed paths.
+pub(crate) fn remove_temp_files(root: &std::path::Path) -> Result<Vec<PathBuf>, StoreError> {
+    let mut removed = Vec::new();
+    let mut dirs = vec![(root.to_path_buf(), true)];
+    while let Some((dir, descend)) = dirs.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(io_err("list", &dir))?;
+        for entry in entries {
+            let entry = entry.map_err(io_err("list", &dir))?;
+            let kind = entry.file_type().map_err(io_err("stat", &entry.path()))?;
+            if kind.is_dir() && descend {
+                dirs.push((entry.path(), false));
+            } else if kind.is_file() && is_temp_name(&entry.file_name()) {
+                let path = entry.path();
+                match std::fs::remove_file(&path) {
+                    Ok(()) => removed.push(path),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err("remove", &path)(e)),
+                }
             }
-            Err(_) => tracing::warn!(%key, "no runtime to abort the multipart upload"),
         }
     }
+    Ok(removed)
 }

@@ -93,3 +93,66 @@ async fn local_listing_is_newest_first_and_skips_strangers() {
         .iter()
         .all(|o| o.size == o.created_at_unix as u64 % 7));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_incomplete_takes_only_the_sinks_temp_files() {
+    let etcd = etcd_with_keys(1, 5).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().join("store");
+    let store = BackupStore::local(&root).expect("store");
+    let k = keys();
+    let done = take_backup(&members(&etcd), &store, CLUSTER, &k.recipient, 7)
+        .await
+        .expect("backup");
+
+    // What a process killed mid-backup leaves, beside things that are not ours.
+    let cluster_dir = root.join(CLUSTER);
+    let other_dir = root.join("another-cluster");
+    let deep = other_dir.join("nested");
+    std::fs::create_dir_all(&deep).expect("dirs");
+    let stale = [
+        cluster_dir.join(".tmp-a1B2c3.partial"),
+        other_dir.join(".tmp-zzzzzz.partial"),
+        root.join(".tmp-rootlv.partial"),
+    ];
+    let foreign = [
+        cluster_dir.join(".tmp-no-suffix"),
+        cluster_dir.join("notes.partial"),
+        cluster_dir.join(".tmp-.partial"),
+        deep.join(".tmp-deeper.partial"),
+    ];
+    for p in stale.iter().chain(&foreign) {
+        std::fs::write(p, b"half a backup").expect("write");
+    }
+    // A directory with the temp name is left alone too.
+    std::fs::create_dir_all(cluster_dir.join(".tmp-dir123.partial")).expect("dir");
+
+    let mut removed = store.remove_incomplete().await.expect("clean");
+    removed.sort();
+    let mut want: Vec<String> = stale
+        .iter()
+        .map(|p| {
+            p.strip_prefix(&root)
+                .expect("under root")
+                .display()
+                .to_string()
+        })
+        .collect();
+    want.sort();
+    assert_eq!(removed, want);
+    for p in &stale {
+        assert!(!p.exists(), "{} removed", p.display());
+    }
+    for p in &foreign {
+        assert!(p.exists(), "{} kept", p.display());
+    }
+    assert!(cluster_dir.join(".tmp-dir123.partial").is_dir());
+
+    // The finished backup is untouched and still restores.
+    let listed = store.list(CLUSTER).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].key, done.key);
+    let restored = restore(&store, &done.key, &k.identity, dir.path()).await;
+    assert_keys(&restored, 5).await;
+    assert!(store.remove_incomplete().await.expect("again").is_empty());
+}

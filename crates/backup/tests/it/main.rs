@@ -3,6 +3,7 @@
 
 mod common;
 mod faults;
+mod journal;
 mod local;
 mod s3;
 mod tls;

@@ -1,14 +1,16 @@
 //! One backup of one cluster, run as a background task.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use omni_backup::{parse_recipient, BackupOptions, BackupStore};
+use omni_backup::{parse_recipient, BackupOptions, BackupStore, UploadJournal};
 use omni_resources::specs::backup::{status, EtcdBackupStatusSpec};
 use omni_resources::{Timestamp, NS_EPHEMERAL};
 use omni_state::State;
 
 use super::data;
 use super::members::control_plane_members;
+use super::uploads::StateJournal;
 
 pub(super) struct Job {
     pub state: State,
@@ -17,6 +19,8 @@ pub(super) struct Job {
     pub at: Timestamp,
     pub timeout: Duration,
     pub options: BackupOptions,
+    /// This run of the server, for the upload journal.
+    pub run: Arc<str>,
 }
 
 /// Writes the cluster's status through the backup controller.
@@ -96,8 +100,17 @@ impl Job {
                 self.cluster
             ));
         }
-        let outcome = omni_backup::take_backup_with(
+        let journal: Arc<dyn UploadJournal> = Arc::new(StateJournal {
+            state: self.state.clone(),
+            cluster: self.cluster.clone(),
+            at: self.at.seconds,
+            run: self.run.clone(),
+            bucket: self.store.bucket().unwrap_or_default().to_string(),
+            endpoint: self.store.location().to_string(),
+        });
+        let outcome = omni_backup::take_backup_journaled(
             &self.options,
+            &journal,
             &members,
             &self.store,
             &data.clusteruuid,

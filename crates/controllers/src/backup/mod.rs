@@ -5,7 +5,9 @@
 pub mod data;
 mod job;
 pub mod members;
+mod recovery;
 pub mod schedule;
+mod uploads;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -16,6 +18,7 @@ use omni_backup::BackupOptions;
 use omni_resources::specs::backup::{
     status, BackupDataSpec, EtcdBackupStatusSpec, EtcdManualBackupSpec,
 };
+use omni_resources::specs::backup_upload::EtcdBackupUploadSpec;
 use omni_resources::specs::cluster::{ClusterMachineSpec, ClusterSpec};
 use omni_resources::specs::machine::MachineSpec;
 use omni_resources::specs::Kind;
@@ -23,6 +26,7 @@ use omni_resources::{LabelSelector, Phase, Timestamp, NS_DEFAULT, NS_EPHEMERAL};
 use omni_runtime::{Action, BoxError, Context, Controller, Input};
 
 use crate::store::Stores;
+pub use recovery::INTERRUPTED;
 pub use schedule::ScheduleSettings;
 
 /// Knobs of the backup controller.
@@ -66,12 +70,18 @@ struct Memory {
     /// Failed attempts in a row per cluster.
     failures: HashMap<String, u32>,
     recovered: bool,
+    /// Interrupted attempts whose object could not be looked for yet.
+    unconfirmed: HashMap<String, Timestamp>,
+    /// Uploads journaled for another store were reported.
+    warned_elsewhere: bool,
 }
 
 pub struct EtcdBackupController {
     stores: Stores,
     settings: BackupSettings,
     memory: Arc<Mutex<Memory>>,
+    /// This run of the server (random), marking its upload journal entries.
+    run: Arc<str>,
 }
 
 const NAME: &str = data::OWNER;
@@ -82,41 +92,12 @@ impl EtcdBackupController {
             stores,
             settings,
             memory: Arc::default(),
+            run: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
         }
     }
 
     fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
         self.memory.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A status left `running` by a previous process was interrupted.
-    async fn recover_interrupted(&self, ctx: &Context) -> Result<(), BoxError> {
-        if self.memory().recovered {
-            return Ok(());
-        }
-        for r in ctx
-            .state
-            .list(
-                NS_EPHEMERAL,
-                EtcdBackupStatusSpec::TYPE,
-                &LabelSelector::default(),
-            )
-            .await?
-        {
-            if r.spec_as::<EtcdBackupStatusSpec>()
-                .map(|s| s.status == status::RUNNING)
-                .unwrap_or(false)
-            {
-                tracing::warn!(cluster = %r.metadata.id, "backup was interrupted by a server stop");
-                job::set_status(&ctx.state, &r.metadata.id, |s| {
-                    s.status = status::ERROR;
-                    s.error = "backup interrupted: the server stopped while it was running".into();
-                })
-                .await?;
-            }
-        }
-        self.memory().recovered = true;
-        Ok(())
     }
 
     /// Newest backup time of a cluster: from the status, else the store.
@@ -168,11 +149,16 @@ impl Controller for EtcdBackupController {
     }
 
     fn outputs(&self) -> Vec<&'static str> {
-        vec![EtcdBackupStatusSpec::TYPE, BackupDataSpec::TYPE]
+        vec![
+            EtcdBackupStatusSpec::TYPE,
+            BackupDataSpec::TYPE,
+            EtcdBackupUploadSpec::TYPE,
+        ]
     }
 
     async fn reconcile(&self, ctx: &Context) -> Result<Action, BoxError> {
         self.recover_interrupted(ctx).await?;
+        self.settle(ctx).await?;
         let now = Timestamp::now();
         let mut next_wake = self.settings.tick;
         let clusters = ctx
@@ -302,6 +288,7 @@ impl EtcdBackupController {
             at,
             timeout: self.settings.timeout,
             options: self.settings.options.clone(),
+            run: self.run.clone(),
         };
         let memory = self.memory.clone();
         let trigger = ctx.trigger.clone();

@@ -4,7 +4,6 @@
 use crate::common::*;
 use omni_testkit::{EtcdCluster, S3Server};
 
-
 /// Applies the S3 config of `s3` and waits until the store works.
 pub async fn configure_s3(omni: &Omni, s3: &S3Server) {
     let yaml = format!(
