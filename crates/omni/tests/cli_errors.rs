@@ -80,4 +80,9 @@ async fn bad_input_gets_a_named_error_and_changes_nothing() {
         assert!(!out.status.success(), "{args:?}");
         assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
     }
+
+    // SIGTERM drains and exits cleanly.
+    let mut omni = omni;
+    let status = omni.stop();
+    assert!(status.success(), "omni exited with {status} on SIGTERM");
 }

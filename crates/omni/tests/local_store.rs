@@ -89,6 +89,14 @@ async fn local_store_backup_restores_with_etcdutl_and_opens_without_omni() {
         path_str(&snap),
     ]);
     assert!(out.contains("verified"), "{out}");
+    let v = omni.ctl_ok(&[
+        "etcd-backup",
+        "verify",
+        "--cluster",
+        "talos-default",
+        "--latest",
+    ]);
+    assert!(v.contains(&format!("backup {} is intact", ids[0])), "{v}");
     let status = etcd.bins().snapshot_status(&snap).unwrap();
     let status: serde_json::Value = serde_json::from_str(status.trim()).unwrap();
     assert!(status["totalKey"].as_u64().unwrap() >= 50, "{status}");

@@ -330,6 +330,9 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub cluster: String,
     /// Backup id or snapshot name [default: the newest]
-    #[arg(long)]
+    #[arg(long, conflicts_with = "latest")]
     pub snapshot: Option<String>,
+    /// The newest backup (the default)
+    #[arg(long)]
+    pub latest: bool,
 }
