@@ -8,18 +8,6 @@ use std::process::Command;
 use common::*;
 use omni_testkit::EtcdCluster;
 
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn etcdctl(etcd: &EtcdCluster, args: &[&str]) -> serde_json::Value {
     let out = Command::new(&etcd.bins().etcdctl)
         .arg(format!("--endpoints={}", etcd.client_urls().join(",")))

@@ -176,8 +176,7 @@ async fn local_store_backup_restores_with_etcdutl_and_opens_without_omni() {
     let log = omni.log_text();
     let served = log
         .lines()
-        .filter(|l| l.contains("snapshot stored"))
-        .last()
+        .rfind(|l| l.contains("snapshot stored"))
         .unwrap()
         .to_string();
     assert!(

@@ -7,19 +7,6 @@ mod common;
 use common::*;
 use omni_testkit::{EtcdCluster, S3Server};
 
-/// Incompressible bytes, so the upload is as large as the db.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 async fn request_backup(omni: &Omni) -> i64 {
     // Requests must differ from the last one to count as new.
     let at = now();

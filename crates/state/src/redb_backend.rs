@@ -34,6 +34,15 @@ fn decode(bytes: &[u8]) -> Result<Resource, StateError> {
     serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt(e.to_string()))
 }
 
+/// The version stored under `k`, if any.
+fn stored_version(table: &redb::Table<&str, &[u8]>, k: &str) -> Result<Option<u64>, StateError> {
+    table
+        .get(k)
+        .map_err(storage)?
+        .map(|v| decode(v.value()).map(|r| r.metadata.version))
+        .transpose()
+}
+
 impl RedbBackend {
     /// Opens (or creates) the database file; parent directories are created.
     pub fn open(path: &Path) -> Result<Self, StateError> {
@@ -96,11 +105,7 @@ impl Backend for RedbBackend {
             let tx = db.begin_write().map_err(storage)?;
             {
                 let mut table = tx.open_table(RESOURCES).map_err(storage)?;
-                let current = table
-                    .get(k.as_str())
-                    .map_err(storage)?
-                    .map(|v| decode(v.value()).map(|r| r.metadata.version))
-                    .transpose()?;
+                let current = stored_version(&table, &k)?;
                 check_version(&key, current, expected_version)?;
                 table
                     .insert(k.as_str(), bytes.as_slice())
@@ -118,11 +123,7 @@ impl Backend for RedbBackend {
             let tx = db.begin_write().map_err(storage)?;
             {
                 let mut table = tx.open_table(RESOURCES).map_err(storage)?;
-                let current = table
-                    .get(k.as_str())
-                    .map_err(storage)?
-                    .map(|v| decode(v.value()).map(|r| r.metadata.version))
-                    .transpose()?;
+                let current = stored_version(&table, &k)?;
                 if current.is_none() {
                     return Err(StateError::NotFound(key.clone()));
                 }

@@ -178,6 +178,20 @@ impl Drop for Omni {
     }
 }
 
+/// Incompressible bytes (xorshift), so stored backups are as large as the
+/// db and take long enough to interrupt.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// Unix seconds now.
 pub fn now() -> i64 {
     std::time::SystemTime::now()

@@ -239,19 +239,6 @@ pub async fn until(omni: &Omni, what: impl Fn() -> String, mut f: impl FnMut() -
     }
 }
 
-/// Incompressible bytes, so the stored object is as large as the db.
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// A pseudo-random fraction in [0, 1) for `round`, from `seed`.
 pub fn fraction(seed: u64, round: u64) -> f64 {
     let mut x = (seed ^ round.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
