@@ -53,11 +53,19 @@ impl Job {
         let result = tokio::time::timeout(self.timeout, self.take()).await;
         let outcome = match result {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(format!(
-                "backup timed out after {}",
-                omni_resources::duration::format_go_duration(self.timeout)
-            )),
+            Ok(Err(e)) => {
+                if e.may_have_landed {
+                    self.sweep_late_object();
+                }
+                Err(e.message)
+            }
+            Err(_) => {
+                self.sweep_late_object();
+                Err(format!(
+                    "backup timed out after {}",
+                    omni_resources::duration::format_go_duration(self.timeout)
+                ))
+            }
         };
         let recorded = set_status(&self.state, &self.cluster, |s| match &outcome {
             Ok(()) => {
@@ -86,19 +94,52 @@ impl Job {
         }
     }
 
-    async fn take(&self) -> Result<(), String> {
+    /// A request the store got whole but answered too late (or never) can
+    /// still land after we gave up: the backup failed, so it must not be
+    /// listed. Look for it now and again a little later, and remove it.
+    fn sweep_late_object(&self) {
+        let (state, store, cluster, at) = (
+            self.state.clone(),
+            self.store.clone(),
+            self.cluster.clone(),
+            self.at.seconds,
+        );
+        tokio::spawn(async move {
+            let Ok(Some(data)) = data::find(&state, &cluster).await else {
+                return;
+            };
+            let Ok(key) = omni_backup::keys::format_key(&data.clusteruuid, at) else {
+                return;
+            };
+            for wait in [0, 3, 10, 30].map(Duration::from_secs) {
+                tokio::time::sleep(wait).await;
+                if let Ok(true) = store.exists(&key).await {
+                    match store.delete(&key).await {
+                        Ok(()) => {
+                            tracing::warn!(%cluster, %key, "removed the object of a failed backup that landed late")
+                        }
+                        Err(e) => {
+                            tracing::warn!(%cluster, %key, error = %e, "cannot remove the object of a failed backup")
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    async fn take(&self) -> Result<(), TakeError> {
         let data = data::ensure(&self.state, &self.cluster)
             .await
-            .map_err(|e| e.to_string())?;
-        let recipient = parse_recipient(&data.agerecipient).map_err(|e| e.to_string())?;
+            .map_err(TakeError::before)?;
+        let recipient = parse_recipient(&data.agerecipient).map_err(TakeError::before)?;
         let members = control_plane_members(&self.state, &self.cluster)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(TakeError::before)?;
         if members.is_empty() {
-            return Err(format!(
+            return Err(TakeError::before(format!(
                 "cluster {} has no control-plane machines with etcd endpoints",
                 self.cluster
-            ));
+            )));
         }
         let journal: Arc<dyn UploadJournal> = Arc::new(StateJournal {
             state: self.state.clone(),
@@ -118,9 +159,37 @@ impl Job {
             self.at.seconds,
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| TakeError {
+            message: e.to_string(),
+            may_have_landed: may_have_landed(&e),
+        })?;
         tracing::info!(cluster = %self.cluster, key = %outcome.key, member = %outcome.member,
             snapshot_bytes = outcome.snapshot_bytes, stored_bytes = outcome.size, "snapshot stored");
         Ok(())
+    }
+}
+
+/// Why a backup failed, and whether its object might exist anyway.
+struct TakeError {
+    message: String,
+    may_have_landed: bool,
+}
+
+impl TakeError {
+    /// A failure before anything was sent to the store.
+    fn before(e: impl ToString) -> Self {
+        TakeError {
+            message: e.to_string(),
+            may_have_landed: false,
+        }
+    }
+}
+
+/// Only a store failure can leave an object behind; a refused duplicate
+/// key names someone else's backup, which must stay.
+fn may_have_landed(e: &omni_backup::Error) -> bool {
+    match e {
+        omni_backup::Error::Store(s) => !matches!(s, omni_backup::StoreError::AlreadyExists { .. }),
+        _ => false,
     }
 }
