@@ -16,6 +16,7 @@
 pub mod admission;
 pub mod backup;
 pub mod cluster;
+pub mod cluster_finalizer;
 pub mod cluster_machines;
 pub mod drill;
 pub mod external;

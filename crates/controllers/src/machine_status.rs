@@ -226,6 +226,7 @@ impl Controller for ClusterMachineStatusController {
             Input::kind(ClusterMachineSpec::TYPE),
             Input::kind(MachineSpec::TYPE),
             Input::kind(MachineStatusSpec::TYPE),
+            Input::kind(omni_resources::specs::cluster::ClusterSpec::TYPE),
         ]
     }
 
@@ -234,6 +235,19 @@ impl Controller for ClusterMachineStatusController {
     }
 
     async fn reconcile(&self, ctx: &Context) -> Result<Action, BoxError> {
+        // A deleted cluster waits until the statuses of its machines are gone
+        // (they go with its cluster machines).
+        crate::cluster_finalizer::guard_clusters(&ctx.state, CLUSTER_MACHINE_STATUS, |c| {
+            let state = ctx.state.clone();
+            async move {
+                let selector = LabelSelector::equals(omni_resources::LABEL_CLUSTER, &c.metadata.id);
+                let left = state
+                    .list(NS_DEFAULT, ClusterMachineStatusSpec::TYPE, &selector)
+                    .await?;
+                Ok(left.is_empty())
+            }
+        })
+        .await?;
         let all = LabelSelector::default();
         let state = &ctx.state;
         let cms = state

@@ -62,7 +62,8 @@ async fn backup(omni: &Omni, code: i64) -> serde_json::Value {
     let req = format!(
         "metadata:\n  type: etcdmanualbackup\n  id: c\nspec:\n  backupat:\n    seconds: {at}\n"
     );
-    assert!(omni.apply_yaml(&req).status.success());
+    let out = omni.apply_yaml(&req);
+    assert!(out.status.success(), "{}", stderr(&out));
     eventually(&format!("status {code}"), || {
         let s = status(omni);
         (s["status"] == code && s["lastbackupattempt"]["seconds"].as_i64() >= Some(at)).then_some(s)
@@ -105,7 +106,8 @@ async fn a_slow_store_hits_the_backup_timeout_and_recovers() {
         "metadata:\n  type: EtcdBackupS3Configs.omni.sidero.dev\n  id: etcd-backup-s3-conf\nspec:\n  bucket: {}\n  endpoint: http://127.0.0.1:{proxy}\n  accesskeyid: {}\n  secretaccesskey: {}\n",
         s3.bucket(), s3.access_key(), s3.secret_key()
     );
-    assert!(omni.apply_yaml(&cfg).status.success());
+    let out = omni.apply_yaml(&cfg);
+    assert!(out.status.success(), "{}", stderr(&out));
     let machines = vec![("m0".to_string(), etcd.member(0).client_url())];
     assert!(omni
         .apply_yaml(&machines_yaml("c", &machines, true))

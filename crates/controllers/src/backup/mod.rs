@@ -159,6 +159,29 @@ impl Controller for EtcdBackupController {
     async fn reconcile(&self, ctx: &Context) -> Result<Action, BoxError> {
         self.recover_interrupted(ctx).await?;
         self.settle(ctx).await?;
+        // A deleted cluster waits for its running backup to end; then its
+        // status goes (its backups and backup key stay).
+        crate::cluster_finalizer::guard_clusters(&ctx.state, NAME, |c| {
+            let (state, busy) = (
+                ctx.state.clone(),
+                self.memory().running.contains(&c.metadata.id),
+            );
+            async move {
+                if busy {
+                    return Ok(false);
+                }
+                let kind = EtcdBackupStatusSpec::TYPE;
+                crate::cluster_finalizer::destroy_if_present(
+                    &state,
+                    NS_EPHEMERAL,
+                    kind,
+                    &c.metadata.id,
+                )
+                .await?;
+                Ok(true)
+            }
+        })
+        .await?;
         let now = Timestamp::now();
         let mut next_wake = self.settings.tick;
         let clusters = ctx

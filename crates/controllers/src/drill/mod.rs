@@ -246,8 +246,27 @@ impl Controller for EtcdBackupDrillController {
 
     async fn reconcile(&self, ctx: &Context) -> Result<Action, BoxError> {
         self.recover(ctx).await?;
-        let clusters = list(&ctx.state, ClusterSpec::TYPE, NS_DEFAULT).await?;
         let running = self.memory().running.clone();
+        // A deleted cluster waits for its drill to end and its status to go.
+        crate::cluster_finalizer::guard_clusters(&ctx.state, NAME, |c| {
+            let (state, busy) = (ctx.state.clone(), running.as_ref() == Some(&c.metadata.id));
+            async move {
+                if busy {
+                    return Ok(false);
+                }
+                let kind = EtcdBackupDrillStatusSpec::TYPE;
+                crate::cluster_finalizer::destroy_if_present(
+                    &state,
+                    NS_EPHEMERAL,
+                    kind,
+                    &c.metadata.id,
+                )
+                .await?;
+                Ok(true)
+            }
+        })
+        .await?;
+        let clusters = list(&ctx.state, ClusterSpec::TYPE, NS_DEFAULT).await?;
         for r in list(&ctx.state, EtcdBackupDrillStatusSpec::TYPE, NS_EPHEMERAL).await? {
             let id = &r.metadata.id;
             let gone = !clusters.iter().any(|c| &c.metadata.id == id);
