@@ -41,6 +41,28 @@ where
     Ok(())
 }
 
+/// The common case: a controller keeping one status per cluster (`kind` in
+/// the ephemeral namespace, id = cluster) releases a deleted cluster once it
+/// is no longer `busy` with it and that status is gone.
+pub async fn guard_with_status(
+    state: &State,
+    name: &str,
+    kind: &'static str,
+    busy: impl Fn(&str) -> bool,
+) -> Result<(), StateError> {
+    guard_clusters(state, name, |c| {
+        let (state, busy) = (state.clone(), busy(&c.metadata.id));
+        async move {
+            if busy {
+                return Ok(false);
+            }
+            destroy_if_present(&state, omni_resources::NS_EPHEMERAL, kind, &c.metadata.id).await?;
+            Ok(true)
+        }
+    })
+    .await
+}
+
 /// Destroys `kind`/`id` in `namespace` if it exists.
 pub async fn destroy_if_present(
     state: &State,

@@ -161,26 +161,12 @@ impl Controller for EtcdBackupController {
         self.settle(ctx).await?;
         // A deleted cluster waits for its running backup to end; then its
         // status goes (its backups and backup key stay).
-        crate::cluster_finalizer::guard_clusters(&ctx.state, NAME, |c| {
-            let (state, busy) = (
-                ctx.state.clone(),
-                self.memory().running.contains(&c.metadata.id),
-            );
-            async move {
-                if busy {
-                    return Ok(false);
-                }
-                let kind = EtcdBackupStatusSpec::TYPE;
-                crate::cluster_finalizer::destroy_if_present(
-                    &state,
-                    NS_EPHEMERAL,
-                    kind,
-                    &c.metadata.id,
-                )
-                .await?;
-                Ok(true)
-            }
-        })
+        crate::cluster_finalizer::guard_with_status(
+            &ctx.state,
+            NAME,
+            EtcdBackupStatusSpec::TYPE,
+            |c| self.memory().running.contains(c),
+        )
         .await?;
         let now = Timestamp::now();
         let mut next_wake = self.settings.tick;

@@ -248,23 +248,12 @@ impl Controller for EtcdBackupDrillController {
         self.recover(ctx).await?;
         let running = self.memory().running.clone();
         // A deleted cluster waits for its drill to end and its status to go.
-        crate::cluster_finalizer::guard_clusters(&ctx.state, NAME, |c| {
-            let (state, busy) = (ctx.state.clone(), running.as_ref() == Some(&c.metadata.id));
-            async move {
-                if busy {
-                    return Ok(false);
-                }
-                let kind = EtcdBackupDrillStatusSpec::TYPE;
-                crate::cluster_finalizer::destroy_if_present(
-                    &state,
-                    NS_EPHEMERAL,
-                    kind,
-                    &c.metadata.id,
-                )
-                .await?;
-                Ok(true)
-            }
-        })
+        crate::cluster_finalizer::guard_with_status(
+            &ctx.state,
+            NAME,
+            EtcdBackupDrillStatusSpec::TYPE,
+            |c| running.as_deref() == Some(c),
+        )
         .await?;
         let clusters = list(&ctx.state, ClusterSpec::TYPE, NS_DEFAULT).await?;
         for r in list(&ctx.state, EtcdBackupDrillStatusSpec::TYPE, NS_EPHEMERAL).await? {
