@@ -10,8 +10,7 @@ use common::*;
 use omni_testkit::EtcdCluster;
 
 fn status(omni: &Omni) -> serde_json::Value {
-    let out = omni.ctl_ok(&["get", "etcdbackupstatus", "talos-default", "-o", "json"]);
-    serde_json::from_str::<serde_json::Value>(&out).unwrap()["spec"].clone()
+    backup_status(omni, "talos-default")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,8 +23,7 @@ fn machine_yaml(url: &str, ca: &str, cert: &str, key: &str) -> String {
 }
 
 fn status(omni: &Omni) -> serde_json::Value {
-    let out = omni.ctl_ok(&["get", "etcdbackupstatus", "tls", "-o", "json"]);
-    serde_json::from_str::<serde_json::Value>(&out).unwrap()["spec"].clone()
+    backup_status(omni, "tls")
 }
 
 async fn backup(omni: &Omni, code: i64) -> serde_json::Value {

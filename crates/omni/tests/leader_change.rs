@@ -71,10 +71,7 @@ async fn leader_change_during_a_snapshot() {
             "metadata:\n  type: etcdmanualbackup\n  id: c\nspec:\n  backupat:\n    seconds: {at}\n"
         );
         assert!(omni.apply_yaml(&req).status.success());
-        let status = |omni: &Omni| {
-            let out = omni.ctl_ok(&["get", "etcdbackupstatus", "c", "-o", "json"]);
-            serde_json::from_str::<serde_json::Value>(&out).unwrap()["spec"].clone()
-        };
+        let status = |omni: &Omni| backup_status(omni, "c");
         eventually("running", || {
             let s = status(&omni);
             (s["lastbackupattempt"]["seconds"].as_i64() >= Some(at)).then_some(())

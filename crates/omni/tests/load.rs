@@ -54,9 +54,7 @@ async fn a_thousand_manual_requests_across_fifty_clusters() {
     let out = omni.apply_yaml(&yaml);
     assert!(out.status.success(), "{}", stderr(&out));
     eventually("the automatic cluster's first backup", || {
-        omni.ctl_ok(&["get", "etcdbackupstatus", "auto", "-o", "json"])
-            .contains("\"status\": 1")
-            .then_some(())
+        (backup_status(&omni, "auto")["status"] == 1).then_some(())
     })
     .await;
 

@@ -17,8 +17,9 @@ fn request_backup(omni: &Omni, at: i64) {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// The status as YAML; empty until the backup controller wrote it.
 fn status_yaml(omni: &Omni) -> String {
-    omni.ctl_ok(&["get", "etcdbackupstatus", "talos-default", "-o", "yaml"])
+    stdout(&omni.ctl(&["get", "etcdbackupstatus", "talos-default", "-o", "yaml"]))
 }
 
 async fn wait_backup_count(omni: &Omni, n: usize) -> Vec<String> {

@@ -17,8 +17,7 @@ async fn request_backup(omni: &Omni) -> i64 {
 }
 
 fn status(omni: &Omni) -> serde_json::Value {
-    let out = omni.ctl_ok(&["get", "etcdbackupstatus", "talos-default", "-o", "json"]);
-    serde_json::from_str::<serde_json::Value>(&out).unwrap()["spec"].clone()
+    backup_status(omni, "talos-default")
 }
 
 async fn wait_status(omni: &Omni, attempt_at: i64, code: i64) -> serde_json::Value {

@@ -52,8 +52,7 @@ async fn slow_proxy(target: u16, delay_ms: Arc<AtomicU64>) -> u16 {
 }
 
 fn status(omni: &Omni) -> serde_json::Value {
-    let out = omni.ctl_ok(&["get", "etcdbackupstatus", "c", "-o", "json"]);
-    serde_json::from_str::<serde_json::Value>(&out).unwrap()["spec"].clone()
+    backup_status(omni, "c")
 }
 
 async fn backup(omni: &Omni, code: i64) -> serde_json::Value {

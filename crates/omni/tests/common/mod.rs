@@ -178,6 +178,17 @@ impl Drop for Omni {
     }
 }
 
+/// The spec of `cluster`'s EtcdBackupStatuses, or `null` while the backup
+/// controller has not written it yet.
+pub fn backup_status(omni: &Omni, cluster: &str) -> serde_json::Value {
+    let out = omni.ctl(&["get", "etcdbackupstatus", cluster, "-o", "json"]);
+    if !out.status.success() {
+        assert!(stderr(&out).contains("doesn't exist"), "{}", stderr(&out));
+        return serde_json::Value::Null;
+    }
+    serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()["spec"].clone()
+}
+
 /// Incompressible bytes (xorshift), so stored backups are as large as the
 /// db and take long enough to interrupt.
 pub fn noise(seed: u64, len: usize) -> Vec<u8> {
