@@ -8,7 +8,7 @@ use crate::kinds::{Column, Writer};
 /// Namespace of authentication resources (admins only).
 pub const NS_AUTH: &str = "auth";
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiTokenSpec {
     /// `reader`, `operator` or `admin`.
@@ -29,3 +29,5 @@ impl Kind for ApiTokenSpec {
     const WRITER: Writer = Writer::Controller("AuthService");
     const SECRET_FIELDS: &'static [&'static str] = &["tokensha256"];
 }
+
+super::debug_redacted!(ApiTokenSpec { role, description ; tokensha256 });

@@ -15,7 +15,7 @@ pub const OVERALL_STATUS_ID: &str = "etcdbackup-overall-status";
 pub const MANUAL_BACKUP_WINDOW_SECS: i64 = 60;
 
 /// S3 credentials and bucket for the backup store.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EtcdBackupS3ConfigSpec {
     pub bucket: String,
@@ -176,7 +176,7 @@ impl Kind for EtcdBackupSpec {
 
 /// Per-cluster backup identity: the store prefix and the age key pair.
 /// Kept when the cluster goes, so its backups can still be opened.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackupDataSpec {
     pub clusteruuid: String,
@@ -249,5 +249,36 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("spec.endpoint"));
+    }
+}
+
+super::debug_redacted!(EtcdBackupS3ConfigSpec { bucket, region, endpoint, accesskeyid ; secretaccesskey, sessiontoken });
+
+super::debug_redacted!(BackupDataSpec { clusteruuid, agerecipient ; ageidentity });
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let s3 = EtcdBackupS3ConfigSpec {
+            bucket: "b".into(),
+            secretaccesskey: "TOPSECRET".into(),
+            sessiontoken: "TOKENSECRET".into(),
+            ..Default::default()
+        };
+        let data = BackupDataSpec {
+            ageidentity: "AGE-SECRET-KEY-1XYZ".into(),
+            ..Default::default()
+        };
+        let text = format!("{s3:?} {data:?}");
+        assert!(
+            text.contains("bucket: \"b\"") && text.contains("<redacted>"),
+            "{text}"
+        );
+        for secret in ["TOPSECRET", "TOKENSECRET", "AGE-SECRET-KEY"] {
+            assert!(!text.contains(secret), "{text}");
+        }
     }
 }

@@ -8,7 +8,7 @@ use crate::validate::ValidationError;
 use crate::NS_DEFAULT;
 
 /// How to reach the etcd member on a machine.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MachineSpec {
     /// etcd client URLs, e.g. `https://10.0.0.1:2379`.
@@ -79,3 +79,5 @@ impl Kind for MachineStatusSpec {
     ];
     const WRITER: Writer = Writer::Controller("MachineStatusController");
 }
+
+super::debug_redacted!(MachineSpec { etcdendpoints, etcdca, etcdcert ; etcdkey });

@@ -12,6 +12,22 @@ pub mod machine;
 use crate::kinds::{Column, Writer};
 use crate::validate::ValidationError;
 
+/// `Debug` for a spec with secret fields: those print as `<redacted>` (or
+/// `""` when empty), so a stray `{:?}` in a log line cannot leak them.
+macro_rules! debug_redacted {
+    ($ty:ident { $($plain:ident),* ; $($secret:ident),* }) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let mut d = f.debug_struct(stringify!($ty));
+                $(d.field(stringify!($plain), &self.$plain);)*
+                $(d.field(stringify!($secret), &if self.$secret.is_empty() { "" } else { "<redacted>" });)*
+                d.finish()
+            }
+        }
+    };
+}
+pub(crate) use debug_redacted;
+
 /// Context for the checks that depend on the server, not just the document.
 #[derive(Debug, Clone)]
 pub struct ValidationContext {
