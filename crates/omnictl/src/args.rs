@@ -51,7 +51,7 @@ pub enum Command {
     /// Show or change the omnictl config file
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Download etcd backups and export their keys
+    /// Download, verify, restore and prune etcd backups; export their keys
     #[command(subcommand, name = "etcd-backup")]
     EtcdBackup(EtcdBackupCommand),
     /// Manage clusters
