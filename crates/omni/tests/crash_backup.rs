@@ -167,6 +167,12 @@ async fn crash_rounds(mut store: Store) {
         let stored = object.exists();
         let phase = store.phase(stored, &retired);
         let upload_open = store.unfinished().iter().any(|n| n.ends_with(".json"));
+        // What the killed run left unfinished. The restarted server goes on
+        // taking scheduled backups, so later uploads may be open at any
+        // moment; only these must go. (A short pause lets requests the
+        // killed process had in flight land at the S3 server first.)
+        std::thread::sleep(Duration::from_millis(300));
+        let killed_leftovers: BTreeSet<String> = store.unfinished().into_iter().collect();
         omni.restart().await;
 
         // State intact; the admin token still works.
@@ -181,10 +187,17 @@ async fn crash_rounds(mut store: Store) {
 
         // Nothing unfinished survives the restart; the killed run's journal
         // entries are gone; only whole backups are listed.
+        let survivors = || -> Vec<String> {
+            store
+                .unfinished()
+                .into_iter()
+                .filter(|n| killed_leftovers.contains(n))
+                .collect()
+        };
         until(
             &omni,
-            || format!("round {round}: left behind: {:?}", store.unfinished()),
-            || store.unfinished().is_empty(),
+            || format!("round {round}: left behind: {:?}", survivors()),
+            || survivors().is_empty(),
         )
         .await;
         let deadline = Instant::now() + STEP;

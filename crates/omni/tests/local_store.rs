@@ -110,30 +110,6 @@ async fn local_store_backup_restores_with_etcdutl_and_opens_without_omni() {
     }
     drop(restored);
 
-    // Automatic backups with the local store: a cluster with none gets its
-    // first one at once when an interval is set.
-    let auto_etcd = EtcdCluster::start(1).await.unwrap();
-    let auto = vec![("auto-uuid".to_string(), auto_etcd.member(0).client_url())];
-    assert!(omni
-        .apply_yaml(&machines_yaml("auto", &auto, true))
-        .status
-        .success());
-    let out = omni.apply_yaml("metadata:\n  type: cluster\n  id: auto\nspec:\n  backupconfiguration:\n    interval:\n      seconds: 3600\n      nanos: 0\n");
-    assert!(out.status.success(), "{}", stderr(&out));
-    eventually("the first automatic local backup", || {
-        let out = omni.ctl_ok(&[
-            "get",
-            "etcdbackup",
-            "--selector",
-            "omni.sidero.dev/cluster=auto",
-            "-o",
-            "json",
-        ]);
-        out.contains("\"auto-").then_some(())
-    })
-    .await;
-    drop(auto_etcd);
-
     // Without omni: the exported key and the stock age + zstd tools.
     let key = omni.dir.path().join("key.txt");
     omni.ctl_ok(&[
@@ -250,4 +226,27 @@ async fn local_store_backup_restores_with_etcdutl_and_opens_without_omni() {
         })
         .collect();
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+
+    // Automatic backups with the local store: a cluster with none gets its
+    // first one at once when an interval is set.
+    let auto_etcd = EtcdCluster::start(1).await.unwrap();
+    let auto = vec![("auto-uuid".to_string(), auto_etcd.member(0).client_url())];
+    assert!(omni
+        .apply_yaml(&machines_yaml("auto", &auto, true))
+        .status
+        .success());
+    let out = omni.apply_yaml("metadata:\n  type: cluster\n  id: auto\nspec:\n  backupconfiguration:\n    interval:\n      seconds: 3600\n      nanos: 0\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    eventually("the first automatic local backup", || {
+        let out = omni.ctl_ok(&[
+            "get",
+            "etcdbackup",
+            "--selector",
+            "omni.sidero.dev/cluster=auto",
+            "-o",
+            "json",
+        ]);
+        out.contains("\"auto-").then_some(())
+    })
+    .await;
 }
