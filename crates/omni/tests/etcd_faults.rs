@@ -30,16 +30,7 @@ async fn whole_cluster_down_backs_off_and_recovers_without_help() {
         "1s",
     ])
     .await;
-    let machines: Vec<(String, String)> = etcd
-        .members()
-        .iter()
-        .enumerate()
-        .map(|(i, m)| (format!("m{i}"), m.client_url()))
-        .collect();
-    assert!(omni
-        .apply_yaml(&machines_yaml("talos-default", &machines, true))
-        .status
-        .success());
+    register_members(&omni, "talos-default", &etcd);
     let cluster = "metadata:\n  type: cluster\n  id: talos-default\nspec:\n  backupconfiguration:\n    interval:\n      seconds: 30\n";
     assert!(omni.apply_yaml(cluster).status.success());
     eventually("first backup", || {

@@ -60,15 +60,8 @@ async fn truncated_and_swapped_objects_are_caught() {
     let etcd = EtcdCluster::start(1).await.unwrap();
     etcd.put("/k", "v").await.unwrap();
     let omni = Omni::start(&["--state", "memory", "--etcd-backup-tick", "1s"]).await;
-    let machines = vec![("m0".to_string(), etcd.member(0).client_url())];
-    assert!(omni
-        .apply_yaml(&machines_yaml("c", &machines, true))
-        .status
-        .success());
-    assert!(omni
-        .apply_yaml("metadata:\n  type: cluster\n  id: c\nspec: {}\n")
-        .status
-        .success());
+    register_members(&omni, "c", &etcd);
+    create_cluster(&omni, "c");
     for n in 1..=3 {
         let req = format!(
             "metadata:\n  type: etcdmanualbackup\n  id: c\nspec:\n  backupat:\n    seconds: {}\n",

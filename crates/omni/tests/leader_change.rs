@@ -48,20 +48,8 @@ async fn leader_change_during_a_snapshot() {
             .unwrap();
     }
     let omni = Omni::start(&["--etcd-backup-tick", "1s"]).await;
-    let machines: Vec<(String, String)> = etcd
-        .members()
-        .iter()
-        .enumerate()
-        .map(|(i, m)| (format!("m{i}"), m.client_url()))
-        .collect();
-    assert!(omni
-        .apply_yaml(&machines_yaml("c", &machines, true))
-        .status
-        .success());
-    assert!(omni
-        .apply_yaml("metadata:\n  type: cluster\n  id: c\nspec: {}\n")
-        .status
-        .success());
+    register_members(&omni, "c", &etcd);
+    create_cluster(&omni, "c");
 
     let mut moved_during = 0;
     for round in 0..3 {

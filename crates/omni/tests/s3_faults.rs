@@ -65,15 +65,8 @@ async fn s3_down_before_and_during_upload_and_a_missing_bucket() {
         s3.bucket(), s3.endpoint(), s3.access_key(), s3.secret_key()
     );
     assert!(omni.apply_yaml(&cfg).status.success());
-    let machines = vec![("m0".to_string(), etcd.member(0).client_url())];
-    assert!(omni
-        .apply_yaml(&machines_yaml("talos-default", &machines, true))
-        .status
-        .success());
-    assert!(omni
-        .apply_yaml("metadata:\n  type: cluster\n  id: talos-default\nspec: {}\n")
-        .status
-        .success());
+    register_members(&omni, "talos-default", &etcd);
+    create_cluster(&omni, "talos-default");
 
     // 1. S3 down before the backup: an error in words, nothing listed.
     s3.stop();

@@ -107,15 +107,8 @@ async fn a_slow_store_hits_the_backup_timeout_and_recovers() {
     );
     let out = omni.apply_yaml(&cfg);
     assert!(out.status.success(), "{}", stderr(&out));
-    let machines = vec![("m0".to_string(), etcd.member(0).client_url())];
-    assert!(omni
-        .apply_yaml(&machines_yaml("c", &machines, true))
-        .status
-        .success());
-    assert!(omni
-        .apply_yaml("metadata:\n  type: cluster\n  id: c\nspec: {}\n")
-        .status
-        .success());
+    register_members(&omni, "c", &etcd);
+    create_cluster(&omni, "c");
     backup(&omni, 1).await;
 
     // 2 MiB through 64 KiB chunks at 250 ms each: 8s, far beyond the 2s

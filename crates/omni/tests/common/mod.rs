@@ -255,6 +255,27 @@ pub fn machines_yaml(cluster: &str, machines: &[(String, String)], controlplane:
     out
 }
 
+/// Registers every member of `etcd` (as machines `m0`, `m1`, …) in the
+/// control plane of `cluster`.
+pub fn register_members(omni: &Omni, cluster: &str, etcd: &omni_testkit::EtcdCluster) {
+    let machines: Vec<(String, String)> = etcd
+        .members()
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (format!("m{i}"), m.client_url()))
+        .collect();
+    let out = omni.apply_yaml(&machines_yaml(cluster, &machines, true));
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Creates cluster `name` with an empty spec.
+pub fn create_cluster(omni: &Omni, name: &str) {
+    let out = omni.apply_yaml(&format!(
+        "metadata:\n  type: cluster\n  id: {name}\nspec: {{}}\n"
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
