@@ -54,25 +54,7 @@ const SEED_DIFF: &str = "--- Clusters.omni.sidero.dev(default/talos-default)
 +      nanos: 0
 ";
 
-/// The seed's cluster YAML (`omnictl get cluster talos-default -o yaml`),
-/// before and after the edit that enables backups.
-const SEED_CLUSTER: &str = "metadata:
-  namespace: default
-  type: Clusters.omni.sidero.dev
-  id: talos-default
-  finalizers:
-    - KubernetesUpgradeStatusController
-    - TalosUpgradeStatusController
-    - SecretsController
-    - ClusterController
-spec:
-  installimage: \"\"
-  kubernetesversion: 1.28.2
-  talosversion: 1.5.5
-  features:
-    enableworkloadproxy: false
-    diskencryption: false
-";
+/// The seed's edit that enables backups on `SEED_CLUSTER`.
 const SEED_EDIT: &str = "  backupconfiguration:
     interval:
       seconds: 3600

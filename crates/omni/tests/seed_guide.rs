@@ -17,24 +17,6 @@ fn s3_config_yaml(s3: &S3Server, secret: &str) -> String {
     )
 }
 
-const CLUSTER_YAML: &str = "metadata:
-  namespace: default
-  type: Clusters.omni.sidero.dev
-  id: talos-default
-  finalizers:
-    - KubernetesUpgradeStatusController
-    - TalosUpgradeStatusController
-    - SecretsController
-    - ClusterController
-spec:
-  installimage: \"\"
-  kubernetesversion: 1.28.2
-  talosversion: 1.5.5
-  features:
-    enableworkloadproxy: false
-    diskencryption: false
-";
-
 fn manual_backup_yaml(cluster: &str, at: i64) -> String {
     format!("metadata:\n  namespace: ephemeral\n  type: EtcdManualBackups.omni.sidero.dev\n  id: {cluster}\nspec:\n  backupat:\n    seconds: {at}\n    nanos: 0\n")
 }
@@ -157,7 +139,7 @@ async fn seed_guide_with_s3() {
 
     // 4. A manual backup of a cluster.
     register_cluster(&omni, &etcd, "talos-default").await;
-    let out = omni.apply_yaml(CLUSTER_YAML);
+    let out = omni.apply_yaml(SEED_CLUSTER);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = omni.apply_yaml(&manual_backup_yaml("talos-default", now()));
     assert!(out.status.success(), "{}", stderr(&out));
@@ -223,7 +205,7 @@ async fn seed_guide_with_s3() {
 
     // 5. Automatic backups through the cluster resource: every interval after the last.
     let with_interval = format!(
-        "{CLUSTER_YAML}  backupconfiguration:\n    interval:\n      seconds: 3\n      nanos: 0\n"
+        "{SEED_CLUSTER}  backupconfiguration:\n    interval:\n      seconds: 3\n      nanos: 0\n"
     );
     let out = omni.apply_yaml(&with_interval);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -252,7 +234,7 @@ async fn seed_guide_with_s3() {
     // interval is enabled (the interval is long: only the first can come).
     let etcd2 = EtcdCluster::start(1).await.unwrap();
     register_cluster(&omni, &etcd2, "second").await;
-    let second = CLUSTER_YAML.replace("talos-default", "second").replace("  finalizers:\n    - KubernetesUpgradeStatusController\n    - TalosUpgradeStatusController\n    - SecretsController\n    - ClusterController\n", "");
+    let second = SEED_CLUSTER.replace("talos-default", "second").replace("  finalizers:\n    - KubernetesUpgradeStatusController\n    - TalosUpgradeStatusController\n    - SecretsController\n    - ClusterController\n", "");
     let out = omni.apply_yaml(&format!(
         "{second}  backupconfiguration:\n    interval:\n      seconds: 3600\n      nanos: 0\n"
     ));

@@ -6,6 +6,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+/// The seed's cluster YAML (`omnictl get cluster talos-default -o yaml`).
+pub const SEED_CLUSTER: &str = "metadata:
+  namespace: default
+  type: Clusters.omni.sidero.dev
+  id: talos-default
+  finalizers:
+    - KubernetesUpgradeStatusController
+    - TalosUpgradeStatusController
+    - SecretsController
+    - ClusterController
+spec:
+  installimage: \"\"
+  kubernetesversion: 1.28.2
+  talosversion: 1.5.5
+  features:
+    enableworkloadproxy: false
+    diskencryption: false
+";
+
 pub const WAIT: Duration = Duration::from_secs(60);
 
 pub fn omni_bin() -> PathBuf {
