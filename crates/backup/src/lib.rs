@@ -7,15 +7,14 @@
 //! `etcdutl snapshot restore` accepts it. Without this crate a backup opens with
 //! the standard tools: `age -d -i key.txt < obj | zstd -d > snapshot.db`.
 //!
-//! Objects are named `<cluster-uuid>/<inverted-ts>.snapshot` ([`keys`]) so a plain
-//! listing is newest first. No object is visible until complete.
+//! Objects are named `<cluster-uuid>/<inverted-ts>.snapshot` ([`keys`], the
+//! reference product's names) so a plain listing is newest first. No object is
+//! visible until complete.
 
 mod backup;
 mod crypto;
-pub mod digest;
 mod download;
 mod error;
-pub mod keys;
 mod label;
 pub mod probe;
 pub mod snapshot;
@@ -32,6 +31,8 @@ pub use crypto::{
 };
 pub use download::{download, download_to_file, DownloadInfo};
 pub use error::Error;
+/// The object format, shared with `omnictl` through `omni-snapshot`.
+pub use omni_snapshot::{digest, keys};
 pub use snapshot::{MemberEndpoint, SourceError, SourceOptions, TlsMaterial};
 pub use store::{
     BackupObject, BackupStore, JournalError, NoJournal, OpenUpload, S3Settings, StoreError,

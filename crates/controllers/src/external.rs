@@ -3,11 +3,13 @@
 use async_trait::async_trait;
 use omni_api::hooks::ExternalSource;
 use omni_api::ApiError;
-use omni_backup::keys::format_key;
+use omni_backup::keys::candidate_keys;
 use omni_backup::BackupObject;
 use omni_resources::specs::backup::EtcdBackupSpec;
 use omni_resources::specs::Kind;
-use omni_resources::{LabelSelector, Resource, Timestamp, LABEL_CLUSTER, NS_EXTERNAL};
+use omni_resources::{
+    LabelSelector, Resource, Timestamp, LABEL_CLUSTER, LABEL_CLUSTER_UUID, NS_EXTERNAL,
+};
 use omni_state::State;
 
 use crate::backup::data;
@@ -30,6 +32,9 @@ pub fn backup_resource(cluster: &str, obj: &BackupObject) -> Resource {
     r.metadata
         .labels
         .insert(LABEL_CLUSTER.into(), cluster.into());
+    r.metadata
+        .labels
+        .insert(LABEL_CLUSTER_UUID.into(), obj.cluster_uuid.clone());
     r
 }
 
@@ -46,7 +51,8 @@ pub fn parse_backup_id(id: &str) -> Result<(&str, i64), ApiError> {
 }
 
 impl EtcdBackupSource {
-    /// The object key of a backup ID, checked against the store.
+    /// The object key of a backup ID, checked against the store: the
+    /// reference's spelling, else the one earlier versions wrote.
     pub async fn locate(
         &self,
         id: &str,
@@ -64,16 +70,18 @@ impl EtcdBackupSource {
             .await?
             .ok_or_else(not_found)?;
         let store = self.stores.current().map_err(ApiError::Unavailable)?;
-        let key =
-            format_key(&data.clusteruuid, secs).map_err(|e| ApiError::Invalid(e.to_string()))?;
-        if !store
-            .exists(&key)
-            .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        {
-            return Err(not_found());
+        let keys = candidate_keys(&data.clusteruuid, secs)
+            .map_err(|e| ApiError::Invalid(e.to_string()))?;
+        for key in keys {
+            if store
+                .exists(&key)
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?
+            {
+                return Ok((key, data, store));
+            }
         }
-        Ok((key, data, store))
+        Err(not_found())
     }
 }
 

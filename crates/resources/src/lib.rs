@@ -25,6 +25,8 @@ pub const NS_EXTERNAL: &str = "external";
 
 /// Label carrying the cluster a resource belongs to.
 pub const LABEL_CLUSTER: &str = "omni.sidero.dev/cluster";
+/// Label carrying the UUID of the cluster a backup belongs to (its key prefix in the store).
+pub const LABEL_CLUSTER_UUID: &str = "omni.sidero.dev/cluster-uuid";
 /// Label marking control-plane cluster members.
 pub const LABEL_ROLE_CONTROLPLANE: &str = "omni.sidero.dev/role-controlplane";
 /// Label marking worker cluster members.

@@ -313,7 +313,13 @@ impl BackupStore {
                 _ => tracing::debug!(%key, "skipping non-backup object"),
             }
         }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
+        // By time, not by name: a bucket may hold both spellings (see `keys`),
+        // and upper-case names sort before lower-case ones whatever their time.
+        out.sort_by(|a, b| {
+            b.created_at_unix
+                .cmp(&a.created_at_unix)
+                .then_with(|| a.key.cmp(&b.key))
+        });
         Ok(out)
     }
 

@@ -3,7 +3,7 @@
 //! still open (see [`super::uploads`]). Handled before this run starts a backup
 //! (temp files, statuses) or as soon as the store is available (uploads).
 
-use omni_backup::keys::format_key;
+use omni_backup::keys::candidate_keys;
 use omni_backup::BackupStore;
 use omni_resources::specs::backup::{status, EtcdBackupStatusSpec};
 use omni_resources::specs::Kind;
@@ -172,6 +172,11 @@ async fn stored(
         return Some(false);
     }
     let data = data::find(state, cluster).await.ok()??;
-    let key = format_key(&data.clusteruuid, at.seconds).ok()?;
-    store.exists(&key).await.ok()
+    // The run that was killed may have been an earlier version, with the other spelling.
+    for key in candidate_keys(&data.clusteruuid, at.seconds).ok()? {
+        if store.exists(&key).await.ok()? {
+            return Some(true);
+        }
+    }
+    Some(false)
 }

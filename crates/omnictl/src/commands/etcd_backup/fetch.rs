@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use futures::StreamExt;
-use omni_backup::digest::TrailerVerifier;
 use omni_resources::specs::backup::EtcdBackupSpec;
 use omni_resources::specs::Kind;
 use omni_resources::{Resource, LABEL_CLUSTER, NS_EXTERNAL};
+use omni_snapshot::digest::TrailerVerifier;
 
 use super::super::Context;
 
