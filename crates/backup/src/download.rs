@@ -100,7 +100,7 @@ where
     let verifier = drained?;
     match decoded {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(Error::Decode(e)),
+        Ok(Err(e)) => return Err(Error::decode(e)),
         Err(join) => return Err(Error::Internal(format!("decoder task: {join}"))),
     }
     let bytes = verifier.total();
@@ -230,6 +230,21 @@ mod tests {
         assert!(
             matches!(&err, Error::Object { source, .. } if matches!(**source, Error::Decode(_))),
             "{err:?}"
+        );
+        assert!(!out.exists());
+
+        // A damaged age header: said so, naming the key; not age's "upgrade" advice.
+        let mut bytes = std::fs::read(dir.path().join("store").join(&key)).unwrap();
+        bytes[0] ^= 0x20;
+        std::fs::write(dir.path().join("store").join(&key), bytes).unwrap();
+        let err = download_to_file(&store, &key, &identity, &out)
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            err.is_corrupt()
+                && msg == format!("backup {key}: the object is damaged: its age header is unreadable (overwritten or truncated)"),
+            "{msg}"
         );
         assert!(!out.exists());
 

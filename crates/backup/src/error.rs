@@ -26,6 +26,9 @@ pub enum Error {
     /// Decryption or decompression failed: wrong key, or a corrupted/truncated object.
     #[error("decrypting and decompressing failed (wrong key or corrupted object): {0}")]
     Decode(#[source] std::io::Error),
+    /// The object cannot be opened with any key: its age header is broken.
+    #[error("the object is damaged: {0}")]
+    Damaged(String),
     /// The restored snapshot's SHA-256 trailer does not match.
     #[error("integrity check failed: {0}")]
     Digest(#[from] DigestError),
@@ -60,9 +63,21 @@ impl Error {
     /// Whether the stored object is damaged or cannot be opened with the key given.
     pub fn is_corrupt(&self) -> bool {
         match self {
-            Error::Decode(_) | Error::Digest(_) => true,
+            Error::Decode(_) | Error::Damaged(_) | Error::Digest(_) => true,
             Error::Object { source, .. } => source.is_corrupt(),
             _ => false,
+        }
+    }
+
+    /// A decoding failure: damage the decoder recognised as such, or else
+    /// [`Error::Decode`] (wrong key, corrupted payload).
+    pub(crate) fn decode(e: std::io::Error) -> Error {
+        match e
+            .get_ref()
+            .and_then(|r| r.downcast_ref::<crate::transform::Damaged>())
+        {
+            Some(d) => Error::Damaged(d.to_string()),
+            None => Error::Decode(e),
         }
     }
 

@@ -116,6 +116,16 @@ pub(crate) fn compress_encrypt(
     Ok(total)
 }
 
+/// An object that no key could open: its age header is not one. Carried
+/// inside the `io::Error` so [`crate::download`] can tell it from a wrong key.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Damaged(pub(crate) &'static str);
+
+fn damaged(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, Damaged(what))
+}
+
 /// Decrypts then decompresses everything from `rx` into `tx`, after
 /// checking the object's label names `key`.
 pub(crate) fn decrypt_decompress(
@@ -128,11 +138,18 @@ pub(crate) fn decrypt_decompress(
         rx,
         cur: Bytes::new(),
     };
-    let decryptor = age::Decryptor::new_buffered(reader)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    // age's own words for a bad header ("Unknown age format. Have you tried
+    // upgrading…") send the user the wrong way: the object is what is broken.
+    let decryptor = age::Decryptor::new_buffered(reader).map_err(|e| match e {
+        age::DecryptError::Io(e) => e,
+        _ => damaged("its age header is unreadable (overwritten or truncated)"),
+    })?;
     let plain = decryptor
         .decrypt(std::iter::once(&identity as &dyn age::Identity))
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        .map_err(|e| match e {
+            age::DecryptError::InvalidMac => damaged("its age header fails its MAC check"),
+            e => io::Error::new(io::ErrorKind::InvalidData, e),
+        })?;
     let plain = crate::label::check_label(plain, key)?;
     let mut zstd = zstd::stream::read::Decoder::new(plain)?;
     let mut out = ChannelWriter::new(tx);
@@ -189,6 +206,66 @@ mod tests {
         }
         dec.await.unwrap().unwrap();
         out
+    }
+
+    fn open(sealed: Vec<u8>, identity: Identity) -> io::Error {
+        let (stx, srx) = mpsc::channel(1);
+        let (otx, _orx) = mpsc::channel(DEPTH);
+        stx.try_send(Bytes::from(sealed)).unwrap();
+        drop(stx);
+        decrypt_decompress(srx, otx, identity, "c/k").unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn a_damaged_header_is_named_damaged_not_a_wrong_key() {
+        let identity = Identity::generate();
+        let (ptx, prx) = mpsc::channel(DEPTH);
+        let (etx, mut erx) = mpsc::channel(DEPTH);
+        let recipient = identity.to_public();
+        let enc =
+            tokio::task::spawn_blocking(move || compress_encrypt(prx, etx, recipient, 3, "c/k"));
+        ptx.send(Bytes::from_static(b"db")).await.unwrap();
+        drop(ptx);
+        let mut sealed = Vec::new();
+        while let Some(b) = erx.recv().await {
+            sealed.extend_from_slice(&b);
+        }
+        enc.await.unwrap().unwrap();
+
+        let is_damaged = |e: &io::Error| {
+            e.get_ref()
+                .is_some_and(|r| r.downcast_ref::<Damaged>().is_some())
+        };
+        for at in [0, 3, 10] {
+            let mut bad = sealed.clone();
+            bad[at] ^= 0x20;
+            let e = tokio::task::spawn_blocking({
+                let identity = identity.clone();
+                move || open(bad, identity)
+            })
+            .await
+            .unwrap();
+            assert!(is_damaged(&e), "byte {at}: {e}");
+            assert!(!e.to_string().contains("upgrading"), "{e}");
+        }
+        // The header MAC ends the header: change its first character.
+        let end = sealed.windows(4).position(|w| w == b"--- ").unwrap();
+        let mac_at = end + 4;
+        let mut bad = sealed.clone();
+        bad[mac_at] = if bad[mac_at] == b'A' { b'B' } else { b'A' };
+        let e = tokio::task::spawn_blocking({
+            let identity = identity.clone();
+            move || open(bad, identity)
+        })
+        .await
+        .unwrap();
+        assert!(is_damaged(&e), "mac: {e}");
+
+        // A wrong key is not damage.
+        let e = tokio::task::spawn_blocking(move || open(sealed, Identity::generate()))
+            .await
+            .unwrap();
+        assert!(!is_damaged(&e), "{e}");
     }
 
     #[tokio::test]
