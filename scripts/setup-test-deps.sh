@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs, idempotently: protoc (build of etcd-client),
-# etcd 3.5 + etcdctl + etcdutl (from Debian trixie, unpacked into a cache dir),
-# and s3s-fs 0.14.1 (a real S3 server, built with cargo install --locked).
+# Installs what the test suite needs, idempotently: etcd 3.5 + etcdctl +
+# etcdutl (from Debian trixie, unpacked into a cache dir), s3s-fs 0.14.1 (a
+# real S3 server, built with cargo install --locked), age and zstd. Not protoc:
+# the build finds its own (.cargo/config.toml).
 # Fast when everything is already present. Prints the env lines tests read.
 set -euo pipefail
 
@@ -17,13 +18,6 @@ apt_update_once() {
   fi
 }
 
-# --- protoc -------------------------------------------------------------
-if ! command -v protoc >/dev/null 2>&1; then
-  log "installing protobuf-compiler"
-  apt_update_once
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null
-fi
-
 # --- age and zstd: open a backup without omni, as a user would -----------
 missing=()
 command -v age >/dev/null 2>&1 || missing+=(age)
@@ -38,11 +32,8 @@ fi
 ETCD_DIR="$CACHE/etcd"
 if [ ! -x "$ETCD_DIR/usr/bin/etcd" ] || [ ! -x "$ETCD_DIR/usr/bin/etcdutl" ]; then
   log "fetching etcd-server/etcd-client from trixie"
-  mirror=$(grep -hoE '^URIs: *http[^ ]+/debian/?$' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1 | awk '{print $2}')
-  if [ -z "$mirror" ]; then
-    mirror=$(grep -hoE '^deb +http[^ ]+/debian/? ' /etc/apt/sources.list 2>/dev/null | head -n1 | awk '{print $2}')
-  fi
-  mirror="${mirror:-http://deb.debian.org/debian}"
+  # The machine's own Debian archive; the helper says why when there is none.
+  mirror=$("$(dirname "$0")/apt-debian-mirror.sh")
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
   mkdir -p "$tmp/lists/partial" "$tmp/archives/partial"
@@ -70,5 +61,4 @@ export OMNI_TEST_ETCD_BIN=$ETCD_DIR/usr/bin/etcd
 export OMNI_TEST_ETCDCTL_BIN=$ETCD_DIR/usr/bin/etcdctl
 export OMNI_TEST_ETCDUTL_BIN=$ETCD_DIR/usr/bin/etcdutl
 export OMNI_TEST_S3S_BIN=$S3_ROOT/bin/s3s-fs
-export PROTOC=$(command -v protoc)
 ENV
