@@ -54,6 +54,8 @@ pub struct Api {
     pub(crate) external: Vec<(&'static str, Arc<dyn hooks::ExternalSource>)>,
     ready: Arc<AtomicBool>,
     limiter: Arc<ratelimit::Limiter>,
+    /// Fires at shutdown: open watch streams end.
+    pub(crate) shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl Api {
@@ -65,6 +67,7 @@ impl Api {
             external: Vec::new(),
             ready: Arc::new(AtomicBool::new(false)),
             limiter: Arc::default(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -81,6 +84,13 @@ impl Api {
         source: Arc<dyn hooks::ExternalSource>,
     ) -> Self {
         self.external.push((kind, source));
+        self
+    }
+
+    /// Ends open watch streams when `token` fires, so that a graceful
+    /// shutdown is not held up by them.
+    pub fn with_shutdown(mut self, token: tokio_util::sync::CancellationToken) -> Self {
+        self.shutdown = token;
         self
     }
 

@@ -1,6 +1,6 @@
 //! Watch as an NDJSON stream: the current items, a `bootstrapped` marker,
 //! then every change. A watcher that falls behind gets an `error` line and
-//! the stream ends; the client re-watches.
+//! the stream ends; the client re-watches. Every stream ends at shutdown.
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State as AxState};
@@ -87,7 +87,8 @@ pub(crate) async fn watch(
             }
         }
     });
-    let body = Body::from_stream(stream::iter(head).chain(tail));
+    let shutdown = api.shutdown.clone().cancelled_owned();
+    let body = Body::from_stream(stream::iter(head).chain(tail).take_until(shutdown));
     Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .body(body)

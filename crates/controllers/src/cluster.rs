@@ -6,6 +6,7 @@
 //! the cluster on purpose.
 
 use async_trait::async_trait;
+use omni_resources::meta::ResourceKey;
 use omni_resources::specs::cluster::{
     ClusterMachineSpec, ClusterSpec, MachineSetNodeSpec, MachineSetSpec,
 };
@@ -28,10 +29,10 @@ impl Controller for ClusterController {
 
     fn inputs(&self) -> Vec<Input> {
         vec![
-            Input::kind(ClusterSpec::TYPE),
-            Input::kind(MachineSetSpec::TYPE),
-            Input::kind(MachineSetNodeSpec::TYPE),
-            Input::kind(ClusterMachineSpec::TYPE),
+            Input::by_id(ClusterSpec::TYPE),
+            Input::by_label(MachineSetSpec::TYPE, LABEL_CLUSTER),
+            Input::by_label(MachineSetNodeSpec::TYPE, LABEL_CLUSTER),
+            Input::by_label(ClusterMachineSpec::TYPE, LABEL_CLUSTER),
         ]
     }
 
@@ -41,25 +42,32 @@ impl Controller for ClusterController {
         Vec::new()
     }
 
-    async fn reconcile(&self, ctx: &Context) -> Result<Action, BoxError> {
-        let clusters = ctx
-            .state
+    async fn keys(&self, state: &State) -> Result<Vec<String>, BoxError> {
+        let all = state
             .list(NS_DEFAULT, ClusterSpec::TYPE, &LabelSelector::default())
             .await?;
-        for cluster in clusters {
-            let ours = cluster.metadata.finalizers.iter().any(|f| f == NAME);
-            match cluster.metadata.phase {
-                Phase::Running if !ours => {
-                    match ctx.state.add_finalizer(&cluster.key(), NAME).await {
-                        Ok(()) => {}
-                        // Deleted meanwhile: nothing of ours to guard.
-                        Err(StateError::NotFound(_) | StateError::TearingDown(_)) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Phase::TearingDown if ours => tear_down(&ctx.state, &cluster).await?,
-                _ => {}
-            }
+        Ok(all.into_iter().map(|c| c.metadata.id).collect())
+    }
+
+    fn concurrency(&self) -> usize {
+        4
+    }
+
+    async fn reconcile(&self, name: &str, ctx: &Context) -> Result<Action, BoxError> {
+        let key = ResourceKey::new(NS_DEFAULT, ClusterSpec::TYPE, name);
+        let Some(cluster) = ctx.state.get_opt(&key).await? else {
+            return Ok(Action::AwaitChange);
+        };
+        let ours = cluster.metadata.finalizers.iter().any(|f| f == NAME);
+        match cluster.metadata.phase {
+            Phase::Running if !ours => match ctx.state.add_finalizer(&key, NAME).await {
+                Ok(()) => {}
+                // Deleted meanwhile: nothing of ours to guard.
+                Err(StateError::NotFound(_) | StateError::TearingDown(_)) => {}
+                Err(e) => return Err(e.into()),
+            },
+            Phase::TearingDown if ours => tear_down(&ctx.state, &cluster).await?,
+            _ => {}
         }
         Ok(Action::AwaitChange)
     }
@@ -117,7 +125,6 @@ fn ignore_gone<T>(r: Result<T, StateError>) -> Result<(), StateError> {
 mod tests {
     use super::*;
     use crate::cluster_machines::ClusterMachineController;
-    use omni_resources::meta::ResourceKey;
     use omni_resources::{LABEL_MACHINE_SET, LABEL_ROLE_CONTROLPLANE};
     use omni_runtime::Runtime;
     use std::sync::Arc;

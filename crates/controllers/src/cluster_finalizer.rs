@@ -24,19 +24,51 @@ where
         .list(NS_DEFAULT, ClusterSpec::TYPE, &LabelSelector::default())
         .await?
     {
-        let ours = cluster.metadata.finalizers.iter().any(|f| f == name);
-        let key = cluster.key();
-        match cluster.metadata.phase {
-            Phase::Running if !ours => match state.add_finalizer(&key, name).await {
-                // Deleted meanwhile: nothing of ours to guard.
-                Ok(()) | Err(StateError::NotFound(_) | StateError::TearingDown(_)) => {}
-                Err(e) => return Err(e),
-            },
-            Phase::TearingDown if ours && clean_up(cluster).await? => {
-                state.remove_finalizer(&key, name).await?;
-            }
-            _ => {}
+        guard(state, name, cluster, &mut clean_up).await?;
+    }
+    Ok(())
+}
+
+/// [`guard_clusters`] for one cluster, by name (gone: nothing to do).
+pub async fn guard_cluster<F, Fut>(
+    state: &State,
+    name: &str,
+    cluster: &str,
+    mut clean_up: F,
+) -> Result<(), StateError>
+where
+    F: FnMut(Resource) -> Fut,
+    Fut: Future<Output = Result<bool, StateError>>,
+{
+    let key = omni_resources::meta::ResourceKey::new(NS_DEFAULT, ClusterSpec::TYPE, cluster);
+    match state.get_opt(&key).await? {
+        Some(c) => guard(state, name, c, &mut clean_up).await,
+        None => Ok(()),
+    }
+}
+
+async fn guard<F, Fut>(
+    state: &State,
+    name: &str,
+    cluster: Resource,
+    clean_up: &mut F,
+) -> Result<(), StateError>
+where
+    F: FnMut(Resource) -> Fut,
+    Fut: Future<Output = Result<bool, StateError>>,
+{
+    let ours = cluster.metadata.finalizers.iter().any(|f| f == name);
+    let key = cluster.key();
+    match cluster.metadata.phase {
+        Phase::Running if !ours => match state.add_finalizer(&key, name).await {
+            // Deleted meanwhile: nothing of ours to guard.
+            Ok(()) | Err(StateError::NotFound(_) | StateError::TearingDown(_)) => {}
+            Err(e) => return Err(e),
+        },
+        Phase::TearingDown if ours && clean_up(cluster).await? => {
+            state.remove_finalizer(&key, name).await?;
         }
+        _ => {}
     }
     Ok(())
 }

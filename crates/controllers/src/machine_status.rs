@@ -8,19 +8,21 @@
 //!   `ClusterMachineStatuses`, one per cluster machine, labelled like the
 //!   cluster machine (cluster, machine set, role).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use omni_backup::probe::{member_status, MemberStatus};
 use omni_backup::{MemberEndpoint, SourceError, TlsMaterial};
-use omni_resources::specs::cluster::{ClusterMachineSpec, ClusterMachineStatusSpec};
+use omni_resources::meta::ResourceKey;
+use omni_resources::specs::cluster::{ClusterMachineSpec, ClusterMachineStatusSpec, ClusterSpec};
 use omni_resources::specs::machine::{MachineSpec, MachineStatusSpec};
 use omni_resources::specs::Kind;
 use omni_resources::{LabelSelector, Resource, Timestamp, NS_DEFAULT};
 use omni_runtime::{Action, BoxError, Context, Controller, Input};
 use omni_state::{State, StateError};
-use tokio::task::JoinSet;
+
+use crate::cluster_finalizer::destroy_if_present;
 
 /// How often and how patiently machines are probed.
 #[derive(Debug, Clone)]
@@ -111,73 +113,63 @@ impl Controller for MachineStatusController {
     }
 
     fn inputs(&self) -> Vec<Input> {
-        vec![Input::kind(MachineSpec::TYPE)]
+        vec![Input::by_id(MachineSpec::TYPE)]
     }
 
     fn outputs(&self) -> Vec<&'static str> {
         vec![MachineStatusSpec::TYPE]
     }
 
-    async fn reconcile(&self, ctx: &Context) -> Result<Action, BoxError> {
-        let all = LabelSelector::default();
-        let machines = ctx.state.list(NS_DEFAULT, MachineSpec::TYPE, &all).await?;
-        let mut probes = JoinSet::new();
-        for m in &machines {
-            let spec: MachineSpec = match m.spec_as() {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(machine = %m.metadata.id, error = %e, "unreadable machine spec");
-                    continue;
-                }
-            };
-            let endpoint = endpoint_of(&m.metadata.id, &spec);
-            let timeout = self.settings.timeout;
-            probes.spawn(async move {
-                let result = member_status(&endpoint, timeout).await;
-                (endpoint, result)
-            });
-        }
-        while let Some(joined) = tokio::select! {
-            j = probes.join_next() => j,
-            _ = ctx.cancel.cancelled() => None,
-        } {
-            let Ok((endpoint, result)) = joined else {
-                continue;
-            };
-            let now = Timestamp::now();
-            let written = ctx
-                .state
-                .modify::<MachineStatusSpec>(NS_DEFAULT, &endpoint.name, MACHINE_STATUS, |s| {
-                    *s = next_status(s, &endpoint.urls, &result, now);
-                })
-                .await;
-            match written {
-                Ok(_) => {}
-                // The machine went away meanwhile: the next pass cleans up.
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        // Last, so that a status written by a probe of a machine deleted
-        // meanwhile goes too (the deletion triggers another pass).
-        let ids: HashSet<String> = ctx
+    /// Machines, and statuses whose machine may be gone.
+    async fn keys(&self, state: &State) -> Result<Vec<String>, BoxError> {
+        let mut all = ids(state, MachineSpec::TYPE).await?;
+        all.extend(ids(state, MachineStatusSpec::TYPE).await?);
+        Ok(all.into_iter().collect())
+    }
+
+    /// Probes wait mostly on the network: many at once.
+    fn concurrency(&self) -> usize {
+        32
+    }
+
+    /// Probes one machine's member and records what it said; a machine
+    /// without etcd endpoints (a worker) has no member and no status.
+    async fn reconcile(&self, id: &str, ctx: &Context) -> Result<Action, BoxError> {
+        let machine = ctx.state.get_spec::<MachineSpec>(NS_DEFAULT, id).await?;
+        let Some((_, spec)) = machine.filter(|(_, s)| !s.etcdendpoints.is_empty()) else {
+            destroy_if_present(&ctx.state, NS_DEFAULT, MachineStatusSpec::TYPE, id).await?;
+            return Ok(Action::AwaitChange);
+        };
+        let endpoint = endpoint_of(id, &spec);
+        let result = tokio::select! {
+            r = member_status(&endpoint, self.settings.timeout) => r,
+            _ = ctx.cancel.cancelled() => return Ok(Action::AwaitChange),
+        };
+        let now = Timestamp::now();
+        let written = ctx
             .state
-            .list(NS_DEFAULT, MachineSpec::TYPE, &all)
-            .await?
-            .into_iter()
-            .map(|m| m.metadata.id)
-            .collect();
-        for status in ctx
-            .state
-            .list(NS_DEFAULT, MachineStatusSpec::TYPE, &all)
-            .await?
-        {
-            if !ids.contains(&status.metadata.id) {
-                ctx.state.destroy(&status.key()).await?;
-            }
+            .modify::<MachineStatusSpec>(NS_DEFAULT, id, MACHINE_STATUS, |s| {
+                *s = next_status(s, &endpoint.urls, &result, now);
+            })
+            .await;
+        match written {
+            // Deleted meanwhile: that event runs this key again, which
+            // removes the status.
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
         }
         Ok(Action::Requeue(self.settings.interval))
     }
+}
+
+async fn ids(state: &State, kind: &str) -> Result<HashSet<String>, StateError> {
+    Ok(state
+        .list(NS_DEFAULT, kind, &LabelSelector::default())
+        .await?
+        .into_iter()
+        .map(|r| r.metadata.id)
+        .collect())
 }
 
 /// Writes `ClusterMachineStatuses` from cluster machines and machine statuses.
@@ -215,6 +207,30 @@ pub fn cluster_machine_status(
     out
 }
 
+/// The status of a cluster machine whose machine has no etcd member: a
+/// worker is ready once registered; a control-plane machine needs one.
+pub fn memberless_status(id: &str, control_plane: bool) -> ClusterMachineStatusSpec {
+    let mut out = ClusterMachineStatusSpec::default();
+    if control_plane {
+        out.stage = "degraded".into();
+        out.error = format!("control-plane machine {id} has no etcd endpoints");
+    } else {
+        out.stage = "running".into();
+        out.ready = true;
+    }
+    out
+}
+
+/// Keys: `m:<machine>` for one cluster machine, `c:<cluster>` for the
+/// finalizer on one cluster.
+fn machine_key(id: &str) -> String {
+    format!("m:{id}")
+}
+
+fn cluster_key(id: &str) -> String {
+    format!("c:{id}")
+}
+
 #[async_trait]
 impl Controller for ClusterMachineStatusController {
     fn name(&self) -> &'static str {
@@ -222,11 +238,18 @@ impl Controller for ClusterMachineStatusController {
     }
 
     fn inputs(&self) -> Vec<Input> {
+        let by_machine = |kind| {
+            Input::lookup(kind, |_, r: Resource| {
+                Box::pin(async move { vec![machine_key(&r.metadata.id)] })
+            })
+        };
         vec![
-            Input::kind(ClusterMachineSpec::TYPE),
-            Input::kind(MachineSpec::TYPE),
-            Input::kind(MachineStatusSpec::TYPE),
-            Input::kind(omni_resources::specs::cluster::ClusterSpec::TYPE),
+            by_machine(ClusterMachineSpec::TYPE),
+            by_machine(MachineSpec::TYPE),
+            by_machine(MachineStatusSpec::TYPE),
+            Input::lookup(ClusterSpec::TYPE, |_, r: Resource| {
+                Box::pin(async move { vec![cluster_key(&r.metadata.id)] })
+            }),
         ]
     }
 
@@ -234,58 +257,81 @@ impl Controller for ClusterMachineStatusController {
         vec![ClusterMachineStatusSpec::TYPE]
     }
 
-    async fn reconcile(&self, ctx: &Context) -> Result<Action, BoxError> {
-        // A deleted cluster waits until the statuses of its machines are gone
-        // (they go with its cluster machines).
-        crate::cluster_finalizer::guard_clusters(&ctx.state, CLUSTER_MACHINE_STATUS, |c| {
-            let state = ctx.state.clone();
-            async move {
-                let selector = LabelSelector::equals(omni_resources::LABEL_CLUSTER, &c.metadata.id);
-                let left = state
-                    .list(NS_DEFAULT, ClusterMachineStatusSpec::TYPE, &selector)
-                    .await?;
-                Ok(left.is_empty())
-            }
-        })
-        .await?;
-        let all = LabelSelector::default();
+    async fn keys(&self, state: &State) -> Result<Vec<String>, BoxError> {
+        let mut machines = ids(state, ClusterMachineSpec::TYPE).await?;
+        machines.extend(ids(state, ClusterMachineStatusSpec::TYPE).await?);
+        let clusters = ids(state, ClusterSpec::TYPE).await?;
+        Ok(machines
+            .iter()
+            .map(|m| machine_key(m))
+            .chain(clusters.iter().map(|c| cluster_key(c)))
+            .collect())
+    }
+
+    fn concurrency(&self) -> usize {
+        8
+    }
+
+    async fn reconcile(&self, key: &str, ctx: &Context) -> Result<Action, BoxError> {
         let state = &ctx.state;
-        let cms = state
-            .list(NS_DEFAULT, ClusterMachineSpec::TYPE, &all)
+        if let Some(cluster) = key.strip_prefix("c:") {
+            // A deleted cluster waits until the statuses of its machines
+            // are gone (they go with its cluster machines).
+            crate::cluster_finalizer::guard_cluster(state, CLUSTER_MACHINE_STATUS, cluster, |c| {
+                let state = state.clone();
+                async move {
+                    let selector =
+                        LabelSelector::equals(omni_resources::LABEL_CLUSTER, &c.metadata.id);
+                    let left = state
+                        .list(NS_DEFAULT, ClusterMachineStatusSpec::TYPE, &selector)
+                        .await?;
+                    Ok(left.is_empty())
+                }
+            })
             .await?;
-        let machines: HashSet<String> = state
-            .list(NS_DEFAULT, MachineSpec::TYPE, &all)
-            .await?
-            .into_iter()
-            .map(|m| m.metadata.id)
-            .collect();
-        let statuses: HashMap<String, MachineStatusSpec> = state
-            .list(NS_DEFAULT, MachineStatusSpec::TYPE, &all)
-            .await?
-            .into_iter()
-            .filter_map(|r| Some((r.metadata.id.clone(), r.spec_as().ok()?)))
-            .collect();
-        for cm in &cms {
-            let id = &cm.metadata.id;
-            let spec = cluster_machine_status(id, machines.contains(id), statuses.get(id));
-            put_labelled(
-                state,
-                id,
-                CLUSTER_MACHINE_STATUS,
-                &cm.metadata.labels,
-                &spec,
-            )
-            .await?;
+            return Ok(Action::AwaitChange);
         }
-        let wanted: HashSet<&str> = cms.iter().map(|c| c.metadata.id.as_str()).collect();
-        for r in state
-            .list(NS_DEFAULT, ClusterMachineStatusSpec::TYPE, &all)
+        let Some(id) = key.strip_prefix("m:") else {
+            return Ok(Action::AwaitChange);
+        };
+        let Some(cm) = state
+            .get_opt(&ResourceKey::new(NS_DEFAULT, ClusterMachineSpec::TYPE, id))
             .await?
-        {
-            if !wanted.contains(r.metadata.id.as_str()) {
-                state.destroy(&r.key()).await?;
+        else {
+            let key = ResourceKey::new(NS_DEFAULT, ClusterMachineStatusSpec::TYPE, id);
+            if let Some(old) = state.get_opt(&key).await? {
+                destroy_if_present(state, NS_DEFAULT, ClusterMachineStatusSpec::TYPE, id).await?;
+                if let Some(c) = old.metadata.labels.get(omni_resources::LABEL_CLUSTER) {
+                    ctx.trigger.poke_key(&cluster_key(c));
+                }
             }
-        }
+            return Ok(Action::AwaitChange);
+        };
+        let machine = state.get_spec::<MachineSpec>(NS_DEFAULT, id).await?;
+        let spec = match machine {
+            Some((_, m)) if m.etcdendpoints.is_empty() => {
+                let cp = cm
+                    .metadata
+                    .labels
+                    .contains_key(omni_resources::LABEL_ROLE_CONTROLPLANE);
+                memberless_status(id, cp)
+            }
+            registered => {
+                let status = state
+                    .get_spec::<MachineStatusSpec>(NS_DEFAULT, id)
+                    .await?
+                    .map(|(_, s)| s);
+                cluster_machine_status(id, registered.is_some(), status.as_ref())
+            }
+        };
+        put_labelled(
+            state,
+            id,
+            CLUSTER_MACHINE_STATUS,
+            &cm.metadata.labels,
+            &spec,
+        )
+        .await?;
         Ok(Action::AwaitChange)
     }
 }

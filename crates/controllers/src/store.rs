@@ -184,7 +184,7 @@ impl Controller for StoreController {
         vec![EtcdBackupOverallStatusSpec::TYPE]
     }
 
-    async fn reconcile(&self, ctx: &Context) -> Result<Action, BoxError> {
+    async fn reconcile(&self, _key: &str, ctx: &Context) -> Result<Action, BoxError> {
         let retry = match self.stores.choice {
             StoreChoice::S3 => self.sync_s3(ctx).await?,
             StoreChoice::Local(_) => false,

@@ -92,6 +92,10 @@ pub struct Flags {
     /// First delay before retrying a failed automatic backup (doubles per failure).
     #[arg(long)]
     pub etcd_backup_retry_backoff: Option<String>,
+    /// How long shutdown waits for running backups and drills before
+    /// aborting them (they are then marked interrupted) (Go duration).
+    #[arg(long)]
+    pub shutdown_timeout: Option<String>,
     /// Requests per second each API token may make.
     #[arg(long)]
     pub api_rate_limit: Option<f64>,
@@ -134,6 +138,7 @@ pub struct FileConfig {
     pub api_rate_burst: Option<f64>,
     pub etcd_backup_retry_backoff: Option<String>,
     pub log_format: Option<String>,
+    pub shutdown_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +173,7 @@ pub struct Config {
     pub rate_burst: f64,
     pub retry_backoff: Duration,
     pub json_logs: bool,
+    pub shutdown_timeout: Duration,
 }
 
 fn duration(name: &str, value: Option<String>, default: &str) -> anyhow::Result<Duration> {
@@ -297,6 +303,11 @@ impl Config {
                 "30s",
             )?,
             json_logs,
+            shutdown_timeout: duration(
+                "shutdown-timeout",
+                flags.shutdown_timeout.or(file.shutdown_timeout),
+                "30s",
+            )?,
             data_dir,
         })
     }

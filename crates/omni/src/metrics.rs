@@ -1,5 +1,6 @@
 //! `/metrics` in the Prometheus text format, computed from the state at
-//! scrape time (no counters to lose on restart). Needs a reader token.
+//! scrape time (no counters to lose on restart), plus the runtime's crash
+//! counters. Needs a reader token.
 
 use axum::extract::State as AxState;
 use axum::http::{header, HeaderMap};
@@ -12,12 +13,14 @@ use omni_resources::specs::backup::{
 };
 use omni_resources::specs::Kind;
 use omni_resources::{LabelSelector, NS_EPHEMERAL};
+use omni_runtime::Health;
 use std::fmt::Write;
+use std::sync::Arc;
 
-pub fn router(api: Api) -> Router {
+pub fn router(api: Api, health: Arc<Health>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .with_state(api)
+        .with_state((api, health))
 }
 
 fn label(v: &str) -> String {
@@ -29,7 +32,10 @@ fn label(v: &str) -> String {
 /// A metric family read off each cluster's backup status: name, help, value.
 type Family = (&'static str, &'static str, fn(&EtcdBackupStatusSpec) -> f64);
 
-async fn metrics(AxState(api): AxState<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn metrics(
+    AxState((api, health)): AxState<(Api, Arc<Health>)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     api.caller(&headers).await?;
     let statuses = api
         .state()
@@ -84,5 +90,16 @@ async fn metrics(AxState(api): AxState<Api>, headers: HeaderMap) -> Result<Respo
         label(&store),
         u8::from(configured)
     );
+    let _ = writeln!(
+        out,
+        "# HELP omni_controller_crashes_total Panics caught in each controller since the start.\n# TYPE omni_controller_crashes_total counter"
+    );
+    for (name, crashes) in health.crash_counts() {
+        let _ = writeln!(
+            out,
+            "omni_controller_crashes_total{{controller=\"{}\"}} {crashes}",
+            label(name)
+        );
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

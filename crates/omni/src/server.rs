@@ -51,6 +51,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let stores = Stores::new(choice).context("opening the backup store")?;
     let mut runtime = Runtime::new(state.clone());
+    runtime.set_drain_deadline(config.shutdown_timeout);
+    let health = runtime.health();
     runtime.register(Arc::new(StoreController {
         stores: stores.clone(),
     }))?;
@@ -96,6 +98,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
     ))?;
 
+    let cancel = CancellationToken::new();
     let source = Arc::new(EtcdBackupSource {
         state: state.clone(),
         stores: stores.clone(),
@@ -112,21 +115,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
     )
     .with_admission(EtcdBackupS3ConfigSpec::TYPE, Arc::new(S3ConfigAdmission))
-    .with_external(EtcdBackupSpec::TYPE, source.clone());
+    .with_external(EtcdBackupSpec::TYPE, source.clone())
+    .with_shutdown(cancel.clone());
     let ready = api.readiness();
     let app = api
         .clone()
         .router()
-        .merge(crate::metrics::router(api.clone()))
+        .merge(crate::metrics::router(api.clone(), health.clone()))
         .merge(crate::backup_http::router(api, source));
 
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;
-    let cancel = CancellationToken::new();
     tokio::spawn(watch_signals(cancel.clone()));
     let controllers = tokio::spawn(runtime.run(cancel.clone()));
     ready.store(true, Ordering::SeqCst);
+    tokio::spawn(track_health(health, ready, cancel.clone()));
     tracing::info!(addr = %config.bind, store = stores.name(), data_dir = %config.data_dir.display(), "omni listening");
     let shutdown = cancel.clone();
     axum::serve(listener, app)
@@ -137,6 +141,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = controllers.await;
     tracing::info!("omni stopped");
     Ok(())
+}
+
+/// `/readyz` turns unready while a controller keeps crashing.
+async fn track_health(
+    health: Arc<omni_runtime::Health>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+    cancel: CancellationToken,
+) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let failing = health.failing();
+        let was = ready.swap(failing.is_empty(), Ordering::SeqCst);
+        if was && !failing.is_empty() {
+            tracing::error!(controllers = ?failing, "controllers keep crashing; not ready");
+        }
+    }
 }
 
 async fn watch_signals(cancel: CancellationToken) {

@@ -1,11 +1,28 @@
-//! Controller runtime.
+//! Controller runtime, in the shape of kube-runtime's `Controller`.
 //!
-//! A controller declares the kinds it reads (inputs) and the kinds it alone
-//! writes (outputs). Its `reconcile` is level-triggered: it is called when
-//! any input changes, when it asked to be requeued, or when one of its own
-//! background jobs pokes it; it looks at the whole state and converges.
-//! Errors are retried with exponential backoff. One cancellation token
-//! stops every loop.
+//! A controller declares the kinds it reads (inputs, each with a mapper
+//! from an event to the keys it concerns) and the kinds it alone writes
+//! (outputs). `reconcile(key)` is level-triggered for one key (a cluster,
+//! a machine; or [`SINGLETON`] for controllers that look at everything):
+//! it runs when an event maps to the key, when the key's requeue timer
+//! fires, or when a background job pokes it. Each controller has one keyed
+//! queue: a key is never reconciled twice at once, at most
+//! [`Controller::concurrency`] keys run together, and each key has its own
+//! timer and error backoff, so one slow or failing key delays no other. A
+//! watch that fell behind re-lists: every key is enqueued once.
+//!
+//! A panicking reconcile is caught, counted in [`Health`], logged with the
+//! controller's name, and its key retried with backoff. One cancellation
+//! token stops every loop; background jobs started through
+//! [`Context::tasks`] are then drained up to a deadline, and after it
+//! [`Context::abort`] fires so that they record themselves as interrupted.
+
+mod health;
+mod input;
+mod queue;
+mod runner;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,16 +30,23 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use omni_state::State;
-use tokio::sync::Notify;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use health::{Health, HealthSettings};
+pub use input::{Input, KeyFuture};
+
+/// The one key of a controller that reconciles the whole state per call.
+pub const SINGLETON: &str = "";
 
 /// What to do after a reconcile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Reconcile again after this long even if nothing changes.
+    /// Reconcile this key again after this long even if nothing changes.
     Requeue(Duration),
-    /// Reconcile again only when an input changes.
+    /// Reconcile this key again only when an input changes.
     AwaitChange,
 }
 
@@ -32,37 +56,62 @@ impl Action {
     }
 }
 
-/// An input: a kind, in one namespace or all.
-#[derive(Debug, Clone)]
-pub struct Input {
-    pub kind: &'static str,
-    pub namespace: Option<&'static str>,
+pub(crate) enum Poke {
+    Key(String),
+    All,
 }
 
-impl Input {
-    pub fn kind(kind: &'static str) -> Self {
-        Input {
-            kind,
-            namespace: None,
+/// A handle that makes a controller reconcile soon; given to its jobs. A
+/// detached trigger (the default, for tests) goes nowhere.
+#[derive(Clone, Default)]
+pub struct Trigger(Option<mpsc::UnboundedSender<Poke>>);
+
+impl Trigger {
+    /// Reconciles every key (re-lists).
+    pub fn poke(&self) {
+        self.send(Poke::All);
+    }
+
+    /// Reconciles one key.
+    pub fn poke_key(&self, key: &str) {
+        self.send(Poke::Key(key.to_string()));
+    }
+
+    fn send(&self, p: Poke) {
+        if let Some(tx) = &self.0 {
+            // The controller stopped: nothing left to wake.
+            let _ = tx.send(p);
         }
     }
 }
 
-/// A handle that makes a controller reconcile soon; given to its jobs.
-#[derive(Clone, Default)]
-pub struct Trigger(Arc<Notify>);
-
-impl Trigger {
-    pub fn poke(&self) {
-        self.0.notify_one();
-    }
-}
-
 /// What a reconcile gets.
+#[derive(Clone)]
 pub struct Context {
     pub state: State,
     pub trigger: Trigger,
+    /// Fires at shutdown: start nothing new.
     pub cancel: CancellationToken,
+    /// Background jobs (backups, drills) spawned here are waited for at
+    /// shutdown, up to the runtime's drain deadline.
+    pub tasks: TaskTracker,
+    /// Fires when the drain deadline has passed: jobs still running stop
+    /// and record that they were interrupted.
+    pub abort: CancellationToken,
+}
+
+impl Context {
+    /// A context outside any runtime (unit tests): a detached trigger,
+    /// tokens that never fire unless the caller cancels them.
+    pub fn new(state: State) -> Self {
+        Context {
+            state,
+            trigger: Trigger::default(),
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            abort: CancellationToken::new(),
+        }
+    }
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -74,7 +123,17 @@ pub trait Controller: Send + Sync + 'static {
     fn inputs(&self) -> Vec<Input>;
     /// Kinds this controller alone writes.
     fn outputs(&self) -> Vec<&'static str>;
-    async fn reconcile(&self, ctx: &Context) -> Result<Action, BoxError>;
+    /// Every key there is: reconciled at start and after a watch fell
+    /// behind. Keys whose object is gone must be listed too while they
+    /// have outputs to clean up.
+    async fn keys(&self, _state: &State) -> Result<Vec<String>, BoxError> {
+        Ok(vec![SINGLETON.to_string()])
+    }
+    /// Keys reconciled at once.
+    fn concurrency(&self) -> usize {
+        1
+    }
+    async fn reconcile(&self, key: &str, ctx: &Context) -> Result<Action, BoxError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,13 +146,15 @@ pub enum RuntimeError {
     },
 }
 
-/// Backoff bounds for failing reconciles.
-const BACKOFF_MIN: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Backoff bounds for failing reconciles and crashed loops.
+pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(500);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 pub struct Runtime {
     state: State,
     controllers: Vec<Arc<dyn Controller>>,
+    health: Arc<Health>,
+    drain: Duration,
 }
 
 impl Runtime {
@@ -101,7 +162,24 @@ impl Runtime {
         Runtime {
             state,
             controllers: Vec::new(),
+            health: Arc::default(),
+            drain: Duration::from_secs(30),
         }
+    }
+
+    /// How long shutdown waits for running jobs before aborting them.
+    pub fn set_drain_deadline(&mut self, d: Duration) {
+        self.drain = d;
+    }
+
+    /// Replaces the crash accounting (its thresholds).
+    pub fn set_health(&mut self, health: Arc<Health>) {
+        self.health = health;
+    }
+
+    /// Crash counts and readiness, to report.
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
     }
 
     /// Registers a controller; refuses a second owner for an output kind.
@@ -121,171 +199,44 @@ impl Runtime {
                 });
             }
         }
+        self.health.register(controller.name());
         self.controllers.push(controller);
         Ok(())
     }
 
-    /// Runs every controller until `cancel` fires; returns when all loops
-    /// have stopped.
+    /// Runs every controller until `cancel` fires, then drains their jobs
+    /// up to the deadline and aborts the rest; returns when all is stopped.
     pub async fn run(self, cancel: CancellationToken) {
-        let mut tasks = JoinSet::new();
+        let tasks = TaskTracker::new();
+        let abort = CancellationToken::new();
+        let mut loops = JoinSet::new();
         for controller in self.controllers {
-            tasks.spawn(run_controller(
-                controller,
-                self.state.clone(),
-                cancel.clone(),
-            ));
+            let ctx = runner::Shared {
+                state: self.state.clone(),
+                cancel: cancel.clone(),
+                tasks: tasks.clone(),
+                abort: abort.clone(),
+                health: self.health.clone(),
+            };
+            loops.spawn(runner::supervise(controller, ctx));
         }
-        while tasks.join_next().await.is_some() {}
-    }
-}
-
-async fn run_controller(controller: Arc<dyn Controller>, state: State, cancel: CancellationToken) {
-    let trigger = Trigger::default();
-    // Forward input events into the trigger; a lagged watch is just a poke,
-    // since reconcile reads the whole state anyway.
-    let mut forwarders = JoinSet::new();
-    for input in controller.inputs() {
-        let mut watch = state.watch(input.namespace, input.kind);
-        let trigger = trigger.clone();
-        forwarders.spawn(async move {
-            loop {
-                match watch.next().await {
-                    Ok(_) => trigger.poke(),
-                    Err(0) => break,
-                    Err(_) => trigger.poke(),
-                }
-            }
-        });
-    }
-    let ctx = Context {
-        state,
-        trigger: trigger.clone(),
-        cancel: cancel.clone(),
-    };
-    let mut backoff = BACKOFF_MIN;
-    let mut next: Option<Duration> = Some(Duration::ZERO);
-    loop {
-        let wait = async {
-            match next {
-                Some(d) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(d) => {}
-                        _ = trigger.0.notified() => {}
-                    }
-                }
-                None => trigger.0.notified().await,
-            }
-        };
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = wait => {}
+        cancel.cancelled().await;
+        tasks.close();
+        let drained = tokio::time::timeout(self.drain, async {
+            while loops.join_next().await.is_some() {}
+            tasks.wait().await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(jobs = tasks.len(), deadline = ?self.drain,
+                "shutdown deadline passed; aborting what still runs");
+            abort.cancel();
+            // Aborted jobs only record that they were interrupted.
+            let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                while loops.join_next().await.is_some() {}
+                tasks.wait().await;
+            })
+            .await;
         }
-        match controller.reconcile(&ctx).await {
-            Ok(Action::Requeue(d)) => {
-                backoff = BACKOFF_MIN;
-                next = Some(d);
-            }
-            Ok(Action::AwaitChange) => {
-                backoff = BACKOFF_MIN;
-                next = None;
-            }
-            Err(e) => {
-                tracing::warn!(controller = controller.name(), error = %e, retry_in = ?backoff, "reconcile failed");
-                next = Some(backoff);
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
-        }
-    }
-    forwarders.abort_all();
-    tracing::debug!(controller = controller.name(), "controller stopped");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    struct Counter {
-        calls: Arc<AtomicUsize>,
-        fail_first: usize,
-    }
-
-    #[async_trait]
-    impl Controller for Counter {
-        fn name(&self) -> &'static str {
-            "Counter"
-        }
-        fn inputs(&self) -> Vec<Input> {
-            vec![Input::kind("Clusters.omni.sidero.dev")]
-        }
-        fn outputs(&self) -> Vec<&'static str> {
-            vec!["EtcdBackupStatuses.omni.sidero.dev"]
-        }
-        async fn reconcile(&self, _ctx: &Context) -> Result<Action, BoxError> {
-            let n = self.calls.fetch_add(1, Ordering::SeqCst);
-            if n < self.fail_first {
-                return Err("boom".into());
-            }
-            Ok(Action::AwaitChange)
-        }
-    }
-
-    async fn eventually(mut f: impl FnMut() -> bool) {
-        for _ in 0..200 {
-            if f() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("condition not reached");
-    }
-
-    #[tokio::test]
-    async fn reconciles_on_start_on_input_change_and_retries_errors() {
-        let state = State::memory();
-        let calls = Arc::new(AtomicUsize::new(0));
-        let mut rt = Runtime::new(state.clone());
-        rt.register(Arc::new(Counter {
-            calls: calls.clone(),
-            fail_first: 1,
-        }))
-        .unwrap();
-        let cancel = CancellationToken::new();
-        let handle = tokio::spawn(rt.run(cancel.clone()));
-        // First call fails, the retry after backoff succeeds.
-        eventually(|| calls.load(Ordering::SeqCst) == 2).await;
-        let r = omni_resources::Resource::new(
-            "Clusters.omni.sidero.dev",
-            "default",
-            "a",
-            serde_json::json!({}),
-        );
-        state.create(r).await.unwrap();
-        eventually(|| calls.load(Ordering::SeqCst) == 3).await;
-        cancel.cancel();
-        tokio::time::timeout(Duration::from_secs(5), handle)
-            .await
-            .unwrap()
-            .unwrap();
-    }
-
-    #[test]
-    fn one_owner_per_output_kind() {
-        let mut rt = Runtime::new(State::memory());
-        let calls = Arc::new(AtomicUsize::new(0));
-        rt.register(Arc::new(Counter {
-            calls: calls.clone(),
-            fail_first: 0,
-        }))
-        .unwrap();
-        let err = rt
-            .register(Arc::new(Counter {
-                calls,
-                fail_first: 0,
-            }))
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("has one owner"), "{err}");
     }
 }

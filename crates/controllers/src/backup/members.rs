@@ -27,6 +27,10 @@ pub async fn control_plane_members(
         let Some((_, spec)) = state.get_spec::<MachineSpec>(NS_DEFAULT, id).await? else {
             continue;
         };
+        // Not registered with an etcd member (yet): nothing to snapshot.
+        if spec.etcdendpoints.is_empty() {
+            continue;
+        }
         let status = state
             .get_spec::<MachineStatusSpec>(NS_DEFAULT, id)
             .await?

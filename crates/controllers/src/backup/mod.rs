@@ -15,16 +15,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use omni_backup::BackupOptions;
+use omni_resources::meta::ResourceKey;
 use omni_resources::specs::backup::{
-    status, BackupDataSpec, EtcdBackupStatusSpec, EtcdManualBackupSpec,
+    status, BackupDataSpec, EtcdBackupOverallStatusSpec, EtcdBackupStatusSpec, EtcdManualBackupSpec,
 };
 use omni_resources::specs::backup_upload::EtcdBackupUploadSpec;
 use omni_resources::specs::cluster::{ClusterMachineSpec, ClusterSpec};
 use omni_resources::specs::machine::MachineSpec;
 use omni_resources::specs::Kind;
-use omni_resources::{LabelSelector, Phase, Timestamp, NS_DEFAULT, NS_EPHEMERAL};
+use omni_resources::{LabelSelector, Phase, Timestamp, LABEL_CLUSTER, NS_DEFAULT, NS_EPHEMERAL};
 use omni_runtime::{Action, BoxError, Context, Controller, Input};
 
+use crate::cluster_finalizer::destroy_if_present;
 use crate::store::Stores;
 pub use recovery::INTERRUPTED;
 pub use schedule::ScheduleSettings;
@@ -33,7 +35,8 @@ pub use schedule::ScheduleSettings;
 #[derive(Debug, Clone)]
 pub struct BackupSettings {
     pub schedule: ScheduleSettings,
-    /// Longest sleep between two looks at the schedule.
+    /// How often stale S3 uploads are looked for (each cluster's own
+    /// timer, not a tick, decides when its backup is due).
     pub tick: Duration,
     /// Backups running at once across all clusters.
     pub max_concurrent: usize,
@@ -74,12 +77,21 @@ struct Memory {
     unconfirmed: HashMap<String, Timestamp>,
     /// Uploads journaled for another store were reported.
     warned_elsewhere: bool,
+    /// Clusters due while the limit of running backups was reached.
+    blocked: HashSet<String>,
+    /// The store's configuration as last seen in the overall status.
+    store_seen: Option<(String, String, u32)>,
+    /// Stale uploads are to be settled at the next reconcile.
+    settle_due: bool,
+    settled_at: Option<std::time::Instant>,
 }
 
 pub struct EtcdBackupController {
     stores: Stores,
     settings: BackupSettings,
     memory: Arc<Mutex<Memory>>,
+    /// Serialises the work done for all clusters at once.
+    global: tokio::sync::Mutex<()>,
     /// This run of the server (random), marking its upload journal entries.
     run: Arc<str>,
 }
@@ -92,6 +104,7 @@ impl EtcdBackupController {
             stores,
             settings,
             memory: Arc::default(),
+            global: tokio::sync::Mutex::new(()),
             run: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
         }
     }
@@ -139,12 +152,38 @@ impl Controller for EtcdBackupController {
     }
 
     fn inputs(&self) -> Vec<Input> {
+        let memory = self.memory.clone();
         vec![
-            Input::kind(ClusterSpec::TYPE),
-            Input::kind(EtcdManualBackupSpec::TYPE),
-            Input::kind(ClusterMachineSpec::TYPE),
-            Input::kind(MachineSpec::TYPE),
-            Input::kind(omni_resources::specs::backup::EtcdBackupOverallStatusSpec::TYPE),
+            Input::by_id(ClusterSpec::TYPE),
+            Input::by_id(EtcdManualBackupSpec::TYPE),
+            Input::by_label(ClusterMachineSpec::TYPE, LABEL_CLUSTER),
+            Input::lookup(MachineSpec::TYPE, |state, machine| {
+                Box::pin(async move { cluster_of_machine(&state, &machine.metadata.id).await })
+            }),
+            // The overall status changes with every backup; only a change
+            // of the store's configuration concerns every cluster.
+            Input::lookup(EtcdBackupOverallStatusSpec::TYPE, move |state, r| {
+                let memory = memory.clone();
+                Box::pin(async move {
+                    let Ok(s) = r.spec_as::<EtcdBackupOverallStatusSpec>() else {
+                        return Vec::new();
+                    };
+                    let seen = (
+                        s.configurationname,
+                        s.configurationerror,
+                        s.configurationattempt,
+                    );
+                    {
+                        let mut mem = memory.lock().unwrap_or_else(|e| e.into_inner());
+                        if mem.store_seen.as_ref() == Some(&seen) {
+                            return Vec::new();
+                        }
+                        mem.store_seen = Some(seen);
+                        mem.settle_due = true;
+                    }
+                    cluster_ids(&state).await.unwrap_or_default()
+                })
+            }),
         ]
     }
 
@@ -156,109 +195,196 @@ impl Controller for EtcdBackupController {
         ]
     }
 
-    async fn reconcile(&self, ctx: &Context) -> Result<Action, BoxError> {
-        self.recover_interrupted(ctx).await?;
-        self.settle(ctx).await?;
-        // A deleted cluster waits for its running backup to end; then its
-        // status goes (its backups and backup key stay).
-        crate::cluster_finalizer::guard_with_status(
-            &ctx.state,
-            NAME,
-            EtcdBackupStatusSpec::TYPE,
-            |c| self.memory().running.contains(c),
-        )
-        .await?;
-        let now = Timestamp::now();
-        let mut next_wake = self.settings.tick;
-        let clusters = ctx
-            .state
-            .list(NS_DEFAULT, ClusterSpec::TYPE, &LabelSelector::default())
-            .await?;
-        let names: HashSet<String> = clusters.iter().map(|c| c.metadata.id.clone()).collect();
-        // Statuses of clusters that are gone go too (their backups stay).
-        for r in ctx
-            .state
+    /// Clusters, and statuses whose cluster may be gone.
+    async fn keys(&self, state: &omni_state::State) -> Result<Vec<String>, BoxError> {
+        let mut keys: HashSet<String> = cluster_ids(state).await?.into_iter().collect();
+        let statuses = state
             .list(
                 NS_EPHEMERAL,
                 EtcdBackupStatusSpec::TYPE,
                 &LabelSelector::default(),
             )
+            .await?;
+        keys.extend(statuses.into_iter().map(|r| r.metadata.id));
+        Ok(keys.into_iter().collect())
+    }
+
+    fn concurrency(&self) -> usize {
+        8
+    }
+
+    async fn reconcile(&self, name: &str, ctx: &Context) -> Result<Action, BoxError> {
+        self.global(ctx).await?;
+        // A deleted cluster waits for its running backup to end; then its
+        // status goes (its backups and backup key stay).
+        crate::cluster_finalizer::guard_cluster(&ctx.state, NAME, name, |c| {
+            let (state, busy) = (
+                ctx.state.clone(),
+                self.memory().running.contains(&c.metadata.id),
+            );
+            async move {
+                if busy {
+                    return Ok(false);
+                }
+                destroy_if_present(
+                    &state,
+                    NS_EPHEMERAL,
+                    EtcdBackupStatusSpec::TYPE,
+                    &c.metadata.id,
+                )
+                .await?;
+                Ok(true)
+            }
+        })
+        .await?;
+        let cluster = ctx
+            .state
+            .get_opt(&ResourceKey::new(NS_DEFAULT, ClusterSpec::TYPE, name))
+            .await?;
+        let Some(cluster) = cluster else {
+            // Its status goes too (its backups stay); a running backup
+            // pokes this key when it ends.
+            if !self.memory().running.contains(name) {
+                destroy_if_present(&ctx.state, NS_EPHEMERAL, EtcdBackupStatusSpec::TYPE, name)
+                    .await?;
+            }
+            return Ok(Action::AwaitChange);
+        };
+        if cluster.metadata.phase != Phase::Running {
+            return Ok(Action::AwaitChange);
+        }
+        let spec: ClusterSpec = cluster.spec_as()?;
+        data::ensure(&ctx.state, name).await?;
+        let st = ctx
+            .state
+            .get_spec::<EtcdBackupStatusSpec>(NS_EPHEMERAL, name)
             .await?
+            .map(|(_, s)| s)
+            .unwrap_or_default();
+        let manual = ctx
+            .state
+            .get_spec::<EtcdManualBackupSpec>(NS_EPHEMERAL, name)
+            .await?
+            .map(|(_, s)| s.backupat)
+            .unwrap_or_default();
+        let now = Timestamp::now();
+        let mut next = Action::AwaitChange;
+        match schedule::manual_wait(manual, &st, now) {
+            Some(wait) if wait.is_zero() => {
+                self.start(ctx, name, false).await?;
+                return Ok(next);
+            }
+            Some(wait) => next = Action::Requeue(wait),
+            None => {}
+        }
+        let Some(interval) = spec.backup_interval() else {
+            return Ok(next);
+        };
+        let newest = match self.newest_backup(&ctx.state, name, &st).await {
+            Ok(newest) => newest,
+            // No store yet: the store's status change wakes every cluster.
+            Err(e) => {
+                tracing::debug!(cluster = %name, error = %e, "automatic backup waits for the store");
+                return Ok(next);
+            }
+        };
+        let failures = self.memory().failures.get(name).copied().unwrap_or(0);
+        let at = schedule::next_automatic(name, newest, interval, &self.settings.schedule).max(
+            schedule::retry_at(
+                st.lastbackupattempt,
+                failures,
+                self.settings.retry_backoff,
+                interval,
+            ),
+        );
+        let wait = at - now.as_secs_f64();
+        if wait > 0.0 {
+            let wait = Duration::from_secs_f64(wait);
+            return Ok(match next {
+                Action::Requeue(d) => Action::Requeue(d.min(wait)),
+                Action::AwaitChange => Action::Requeue(wait),
+            });
+        }
+        // A cluster whose members are still being created waits for them
+        // (their events wake it) instead of failing its first backup.
+        if members::control_plane_members(&ctx.state, name)
+            .await?
+            .is_empty()
         {
-            if !names.contains(&r.metadata.id) && !self.memory().running.contains(&r.metadata.id) {
-                ctx.state.destroy(&r.key()).await?;
-            }
+            tracing::debug!(cluster = %name, "automatic backup waits for control-plane members");
+            return Ok(next);
         }
-        for cluster in clusters {
-            if cluster.metadata.phase != Phase::Running {
-                continue;
-            }
-            let name = cluster.metadata.id.clone();
-            let spec: ClusterSpec = cluster.spec_as()?;
-            data::ensure(&ctx.state, &name).await?;
-            let st = ctx
-                .state
-                .get_spec::<EtcdBackupStatusSpec>(NS_EPHEMERAL, &name)
-                .await?
-                .map(|(_, s)| s)
-                .unwrap_or_default();
-            let manual = ctx
-                .state
-                .get_spec::<EtcdManualBackupSpec>(NS_EPHEMERAL, &name)
-                .await?
-                .map(|(_, s)| s.backupat)
-                .unwrap_or_default();
-            let manual_due = match schedule::manual_wait(manual, &st, now) {
-                Some(wait) if wait.is_zero() => true,
-                Some(wait) => {
-                    next_wake = next_wake.min(wait);
-                    false
-                }
-                None => false,
-            };
-            let mut due = manual_due;
-            if !due {
-                if let Some(interval) = spec.backup_interval() {
-                    match self.newest_backup(&ctx.state, &name, &st).await {
-                        Ok(newest) => {
-                            let failures = self.memory().failures.get(&name).copied().unwrap_or(0);
-                            let at = schedule::next_automatic(
-                                &name,
-                                newest,
-                                interval,
-                                &self.settings.schedule,
-                            )
-                            .max(schedule::retry_at(
-                                st.lastbackupattempt,
-                                failures,
-                                self.settings.retry_backoff,
-                                interval,
-                            ));
-                            let wait = at - now.as_secs_f64();
-                            if wait <= 0.0 {
-                                due = true;
-                            } else {
-                                next_wake = next_wake.min(Duration::from_secs_f64(wait));
-                            }
-                        }
-                        // No store yet: the store controller's status change wakes us.
-                        Err(e) => {
-                            tracing::debug!(cluster = %name, error = %e, "automatic backup waits for the store")
-                        }
-                    }
-                }
-            }
-            if due {
-                self.start(ctx, &name, !manual_due).await?;
-            }
-        }
-        Ok(Action::Requeue(next_wake))
+        self.start(ctx, name, true).await?;
+        Ok(next)
     }
 }
 
+/// The cluster a machine is a member of, if any.
+async fn cluster_of_machine(state: &omni_state::State, machine: &str) -> Vec<String> {
+    let key = ResourceKey::new(NS_DEFAULT, ClusterMachineSpec::TYPE, machine);
+    match state.get_opt(&key).await {
+        Ok(Some(cm)) => cm
+            .metadata
+            .labels
+            .get(LABEL_CLUSTER)
+            .cloned()
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+async fn cluster_ids(state: &omni_state::State) -> Result<Vec<String>, omni_state::StateError> {
+    let all = state
+        .list(NS_DEFAULT, ClusterSpec::TYPE, &LabelSelector::default())
+        .await?;
+    Ok(all.into_iter().map(|c| c.metadata.id).collect())
+}
+
 impl EtcdBackupController {
+    /// Work for all clusters at once, serialised: recovery before this
+    /// run's first backup; settling stale uploads when the store changed
+    /// and then every tick.
+    async fn global(&self, ctx: &Context) -> Result<(), BoxError> {
+        let due = {
+            let mem = self.memory();
+            !mem.recovered
+                || mem.settle_due
+                || mem
+                    .settled_at
+                    .is_none_or(|t| t.elapsed() >= self.settings.tick)
+        };
+        if !due {
+            return Ok(());
+        }
+        let _one = self.global.lock().await;
+        self.recover_interrupted(ctx).await?;
+        let due = {
+            let mut mem = self.memory();
+            let due = mem.settle_due
+                || mem
+                    .settled_at
+                    .is_none_or(|t| t.elapsed() >= self.settings.tick);
+            if due {
+                mem.settle_due = false;
+                mem.settled_at = Some(std::time::Instant::now());
+            }
+            due
+        };
+        if due {
+            if let Err(e) = self.settle(ctx).await {
+                self.memory().settle_due = true;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// Starts a backup of `cluster` unless one runs or the limit is reached.
     async fn start(&self, ctx: &Context, cluster: &str, automatic: bool) -> Result<(), BoxError> {
+        if ctx.cancel.is_cancelled() {
+            return Ok(());
+        }
         let store = match self.stores.current() {
             Ok(s) => s,
             Err(e) => {
@@ -277,7 +403,12 @@ impl EtcdBackupController {
         };
         let at = {
             let mut mem = self.memory();
-            if mem.running.contains(cluster) || mem.running.len() >= self.settings.max_concurrent {
+            if mem.running.contains(cluster) {
+                return Ok(());
+            }
+            if mem.running.len() >= self.settings.max_concurrent {
+                // A backup that ends wakes the clusters that waited.
+                mem.blocked.insert(cluster.to_string());
                 return Ok(());
             }
             mem.running.insert(cluster.to_string());
@@ -301,28 +432,45 @@ impl EtcdBackupController {
         };
         let memory = self.memory.clone();
         let trigger = ctx.trigger.clone();
-        let cancel = ctx.cancel.clone();
+        let abort = ctx.abort.clone();
+        let state = ctx.state.clone();
         let cluster = cluster.to_string();
-        tokio::spawn(async move {
+        ctx.tasks.spawn(async move {
             let result = tokio::select! {
                 r = job.run() => Some(r),
-                // Dropping the job aborts its upload; the status stays
-                // `running` and is marked interrupted at the next start.
-                _ = cancel.cancelled() => None,
+                // Past the shutdown deadline: dropping the job aborts its
+                // upload; the status says interrupted.
+                _ = abort.cancelled() => None,
             };
-            let mut mem = memory.lock().unwrap_or_else(|e| e.into_inner());
-            mem.running.remove(&cluster);
-            match result {
-                Some(Some(t)) => {
-                    mem.failures.remove(&cluster);
-                    let newest = mem.newest.entry(cluster).or_insert(t);
-                    *newest = (*newest).max(t);
+            if result.is_none() {
+                tracing::warn!(%cluster, "backup aborted at shutdown");
+                let marked = job::set_status(&state, &cluster, |s| {
+                    s.status = status::ERROR;
+                    s.error = INTERRUPTED.into();
+                })
+                .await;
+                if let Err(e) = marked {
+                    tracing::warn!(%cluster, error = %e, "cannot record the interrupted backup");
                 }
-                Some(None) => *mem.failures.entry(cluster).or_insert(0) += 1,
-                None => {}
             }
-            drop(mem);
-            trigger.poke();
+            let blocked = {
+                let mut mem = memory.lock().unwrap_or_else(|e| e.into_inner());
+                mem.running.remove(&cluster);
+                match result {
+                    Some(Some(t)) => {
+                        mem.failures.remove(&cluster);
+                        let newest = mem.newest.entry(cluster.clone()).or_insert(t);
+                        *newest = (*newest).max(t);
+                    }
+                    Some(None) => *mem.failures.entry(cluster.clone()).or_insert(0) += 1,
+                    None => {}
+                }
+                std::mem::take(&mut mem.blocked)
+            };
+            trigger.poke_key(&cluster);
+            for c in blocked {
+                trigger.poke_key(&c);
+            }
         });
         Ok(())
     }

@@ -154,18 +154,19 @@ impl EtcdBackupDrillController {
         let settings = self.settings.clone();
         let state = ctx.state.clone();
         let trigger = ctx.trigger.clone();
-        let cancel = ctx.cancel.clone();
+        let abort = ctx.abort.clone();
         let memory = self.memory.clone();
-        tokio::spawn(async move {
+        ctx.tasks.spawn(async move {
             let clock = Instant::now();
             tracing::info!(cluster = %due.cluster, backup = %due.backup, "restore drill started");
             let result = tokio::select! {
                 r = tokio::time::timeout(settings.timeout, drill_one(&due, &settings)) => {
                     r.unwrap_or_else(|_| Err(DrillError::Timeout(format_go_duration(settings.timeout))))
                 }
-                // Dropping the drill cleans up; the status stays `running`
-                // and is marked interrupted at the next start.
-                _ = cancel.cancelled() => return,
+                // Past the shutdown deadline: dropping the drill cleans up;
+                // the status stays `running` and is marked interrupted at
+                // the next start.
+                _ = abort.cancelled() => return,
             };
             drop(lease);
             let took = clock.elapsed();
@@ -244,7 +245,7 @@ impl Controller for EtcdBackupDrillController {
         vec![EtcdBackupDrillStatusSpec::TYPE]
     }
 
-    async fn reconcile(&self, ctx: &Context) -> Result<Action, BoxError> {
+    async fn reconcile(&self, _key: &str, ctx: &Context) -> Result<Action, BoxError> {
         self.recover(ctx).await?;
         let running = self.memory().running.clone();
         // A deleted cluster waits for its drill to end and its status to go.

@@ -212,7 +212,7 @@ impl Controller for EtcdBackupRetentionController {
         vec![EtcdBackupRetentionStatusSpec::TYPE]
     }
 
-    async fn reconcile(&self, ctx: &Context) -> Result<Action, BoxError> {
+    async fn reconcile(&self, _key: &str, ctx: &Context) -> Result<Action, BoxError> {
         let all = LabelSelector::default();
         // A status goes only with the cluster's backup data: it holds the
         // keep marks, which outlive the cluster like its backups do.

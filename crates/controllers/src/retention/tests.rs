@@ -3,9 +3,7 @@
 
 use super::*;
 use omni_backup::keys::format_key;
-use omni_runtime::Trigger;
 use omni_state::State;
-use tokio_util::sync::CancellationToken;
 
 use crate::store::StoreChoice;
 
@@ -44,11 +42,7 @@ async fn fixture(default_policy: RetentionPolicy, cluster_spec: serde_json::Valu
             interval: Duration::from_secs(60),
         },
     );
-    let ctx = Context {
-        state,
-        trigger: Trigger::default(),
-        cancel: CancellationToken::new(),
-    };
+    let ctx = Context::new(state);
     Fixture {
         _dir: dir,
         root,
@@ -82,7 +76,10 @@ impl Fixture {
     }
 
     async fn run(&self) {
-        self.controller.reconcile(&self.ctx).await.unwrap();
+        self.controller
+            .reconcile(omni_runtime::SINGLETON, &self.ctx)
+            .await
+            .unwrap();
     }
 
     async fn status(&self) -> EtcdBackupRetentionStatusSpec {

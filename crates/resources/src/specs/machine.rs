@@ -30,12 +30,7 @@ impl Kind for MachineSpec {
     const SECRET_FIELDS: &'static [&'static str] = &["etcdkey"];
 
     fn check(&self, _ctx: &ValidationContext) -> Result<(), ValidationError> {
-        if self.etcdendpoints.is_empty() {
-            return Err(ValidationError::field(
-                "spec.etcdendpoints",
-                "at least one etcd client URL is required",
-            ));
-        }
+        // No endpoints is a worker: a machine without an etcd member.
         for (i, url) in self.etcdendpoints.iter().enumerate() {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ValidationError::field(
@@ -81,3 +76,20 @@ impl Kind for MachineStatusSpec {
 }
 
 super::debug_redacted!(MachineSpec { etcdendpoints, etcdca, etcdcert ; etcdkey });
+
+#[cfg(test)]
+mod tests {
+    use crate::specs::machine::MachineSpec;
+    use crate::specs::ValidationContext;
+    use crate::validate::validate_typed;
+    use serde_json::json;
+
+    #[test]
+    fn a_worker_needs_no_etcd_endpoint_but_a_given_one_must_be_a_url() {
+        let ctx = ValidationContext::default();
+        validate_typed::<MachineSpec>(&json!({}), &ctx).expect("a worker registers as is");
+        let err = validate_typed::<MachineSpec>(&json!({"etcdendpoints": ["10.0.0.1:2379"]}), &ctx)
+            .unwrap_err();
+        assert_eq!(err.field, "spec.etcdendpoints[0]");
+    }
+}
