@@ -51,8 +51,16 @@ impl From<StateError> for ApiError {
             StateError::AlreadyExists(_) | StateError::Conflict { .. } => {
                 ApiError::Conflict(e.to_string())
             }
-            StateError::FinalizersPending { .. } | StateError::TearingDown(_) => {
-                ApiError::Conflict(e.to_string())
+            StateError::FinalizersPending { .. }
+            | StateError::TearingDown(_)
+            | StateError::OwnerConflict { .. }
+            | StateError::Fenced(_) => ApiError::Conflict(e.to_string()),
+            // Named so that clients and operators know which dependency is down.
+            StateError::Unavailable(_) => {
+                tracing::warn!(error = %e, "state store unavailable");
+                ApiError::Unavailable(format!(
+                    "{e}; the state store (etcd) has no quorum or cannot be reached, retry later"
+                ))
             }
             StateError::Storage(_) | StateError::Corrupt(_) => {
                 tracing::error!(error = %e, "state failure");

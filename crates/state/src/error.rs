@@ -24,11 +24,31 @@ pub enum StateError {
     Storage(String),
     #[error("stored resource is corrupt: {0}")]
     Corrupt(String),
+    #[error("resource {key} is owned by {owner:?}; {writer:?} may not write it")]
+    OwnerConflict {
+        key: ResourceKey,
+        owner: String,
+        writer: String,
+    },
+    /// The writer is no longer the leader: its leadership term has ended.
+    #[error("write to {0} refused: this replica is no longer the leader")]
+    Fenced(ResourceKey),
+    /// The state store cannot be reached or has no quorum; retry later.
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StateError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, StateError::NotFound(_))
+    }
+
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StateError::Unavailable(_))
+    }
+
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, StateError::Fenced(_))
     }
 
     pub fn is_conflict(&self) -> bool {

@@ -3,7 +3,7 @@
 //! it returns).
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use omni_resources::meta::ResourceKey;
@@ -11,13 +11,20 @@ use omni_resources::Resource;
 use redb::{Database, ReadableTable, TableDefinition};
 
 use crate::backend::check_version;
-use crate::{Backend, StateError};
+use crate::feed::Feed;
+use crate::{Backend, ChangeStream, EventKind, Fence, StateError};
 
 const RESOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("resources");
+
+type Publish = (EventKind, Resource, Option<Resource>);
 
 /// Durable backend in one file.
 pub struct RedbBackend {
     db: Arc<Database>,
+    feed: Arc<Feed>,
+    // redb serialises write transactions anyway; holding this across
+    // commit and publish makes the feed's order the commit order.
+    commits: Arc<Mutex<()>>,
 }
 
 fn storage(e: impl std::fmt::Display) -> StateError {
@@ -34,12 +41,12 @@ fn decode(bytes: &[u8]) -> Result<Resource, StateError> {
     serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt(e.to_string()))
 }
 
-/// The version stored under `k`, if any.
-fn stored_version(table: &redb::Table<&str, &[u8]>, k: &str) -> Result<Option<u64>, StateError> {
+/// The resource stored under `k`, if any.
+fn stored(table: &redb::Table<&str, &[u8]>, k: &str) -> Result<Option<Resource>, StateError> {
     table
         .get(k)
         .map_err(storage)?
-        .map(|v| decode(v.value()).map(|r| r.metadata.version))
+        .map(|v| decode(v.value()))
         .transpose()
 }
 
@@ -53,7 +60,11 @@ impl RedbBackend {
         let tx = db.begin_write().map_err(storage)?;
         tx.open_table(RESOURCES).map_err(storage)?;
         tx.commit().map_err(storage)?;
-        Ok(RedbBackend { db: Arc::new(db) })
+        Ok(RedbBackend {
+            db: Arc::new(db),
+            feed: Arc::default(),
+            commits: Arc::default(),
+        })
     }
 
     async fn blocking<T: Send + 'static>(
@@ -64,6 +75,27 @@ impl RedbBackend {
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(storage)?
+    }
+
+    /// Runs one write transaction; `f` returns the event to publish.
+    async fn write(
+        &self,
+        f: impl FnOnce(&mut redb::Table<&str, &[u8]>) -> Result<Publish, StateError> + Send + 'static,
+    ) -> Result<(), StateError> {
+        let feed = self.feed.clone();
+        let commits = self.commits.clone();
+        self.blocking(move |db| {
+            let _order = commits.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = db.begin_write().map_err(storage)?;
+            let publish = {
+                let mut table = tx.open_table(RESOURCES).map_err(storage)?;
+                f(&mut table)?
+            };
+            tx.commit().map_err(storage)?;
+            feed.publish(publish.0, publish.1, publish.2);
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -97,41 +129,60 @@ impl Backend for RedbBackend {
         .await
     }
 
-    async fn put(&self, resource: &Resource, expected_version: u64) -> Result<(), StateError> {
+    async fn put(
+        &self,
+        resource: &Resource,
+        expected_version: u64,
+        _fence: Option<&Fence>,
+    ) -> Result<(), StateError> {
         let key = resource.key();
         let bytes = serde_json::to_vec(resource).map_err(storage)?;
-        self.blocking(move |db| {
+        let resource = resource.clone();
+        self.write(move |table| {
             let k = encode_key(&key.namespace, &key.kind, &key.id);
-            let tx = db.begin_write().map_err(storage)?;
-            {
-                let mut table = tx.open_table(RESOURCES).map_err(storage)?;
-                let current = stored_version(&table, &k)?;
-                check_version(&key, current, expected_version)?;
-                table
-                    .insert(k.as_str(), bytes.as_slice())
-                    .map_err(storage)?;
-            }
-            tx.commit().map_err(storage)
+            let previous = stored(table, &k)?;
+            check_version(
+                &key,
+                previous.as_ref().map(|r| r.metadata.version),
+                expected_version,
+            )?;
+            table
+                .insert(k.as_str(), bytes.as_slice())
+                .map_err(storage)?;
+            let kind = if previous.is_none() {
+                EventKind::Created
+            } else {
+                EventKind::Updated
+            };
+            Ok((kind, resource, previous))
         })
         .await
     }
 
-    async fn delete(&self, key: &ResourceKey, expected_version: u64) -> Result<(), StateError> {
+    async fn delete(
+        &self,
+        key: &ResourceKey,
+        expected_version: u64,
+        _fence: Option<&Fence>,
+    ) -> Result<(), StateError> {
         let key = key.clone();
-        self.blocking(move |db| {
+        self.write(move |table| {
             let k = encode_key(&key.namespace, &key.kind, &key.id);
-            let tx = db.begin_write().map_err(storage)?;
-            {
-                let mut table = tx.open_table(RESOURCES).map_err(storage)?;
-                let current = stored_version(&table, &k)?;
-                if current.is_none() {
-                    return Err(StateError::NotFound(key.clone()));
-                }
-                check_version(&key, current, expected_version)?;
-                table.remove(k.as_str()).map_err(storage)?;
-            }
-            tx.commit().map_err(storage)
+            let Some(current) = stored(table, &k)? else {
+                return Err(StateError::NotFound(key.clone()));
+            };
+            check_version(&key, Some(current.metadata.version), expected_version)?;
+            table.remove(k.as_str()).map_err(storage)?;
+            Ok((EventKind::Destroyed, current.clone(), Some(current)))
         })
         .await
+    }
+
+    fn subscribe(&self) -> ChangeStream {
+        self.feed.subscribe()
+    }
+
+    async fn subscribe_from(&self, after: u64) -> Result<ChangeStream, StateError> {
+        Ok(self.feed.subscribe_from(after))
     }
 }

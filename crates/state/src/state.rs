@@ -3,9 +3,8 @@ use std::sync::Arc;
 use omni_resources::meta::ResourceKey;
 use omni_resources::specs::Kind;
 use omni_resources::{LabelSelector, Phase, Resource, Timestamp};
-use tokio::sync::{broadcast, Mutex};
 
-use crate::{Backend, MemoryBackend, StateError};
+use crate::{Backend, Change, ChangeStream, Fence, MemoryBackend, StateError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -19,60 +18,103 @@ pub enum EventKind {
 pub struct Event {
     pub kind: EventKind,
     pub resource: Resource,
+    /// The resource as it was before this change (none for a creation).
+    pub previous: Option<Resource>,
+    /// Store-wide revision of the change: a watch can resume after it.
+    pub revision: u64,
 }
 
-/// Typed resource state with optimistic versions, finalizers and watch.
+/// Typed resource state with optimistic versions, finalizers, owners and
+/// watch. Clones share one backend. Writes are not serialised here: two
+/// writers of one resource race to the backend's compare-and-swap, and the
+/// loser gets a conflict.
 #[derive(Clone)]
 pub struct State {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    backend: Box<dyn Backend>,
-    events: broadcast::Sender<Arc<Event>>,
-    // Orders commits and their events, so watchers see commit order.
-    writes: Mutex<()>,
+    backend: Arc<dyn Backend>,
+    fence: Option<Arc<Fence>>,
 }
 
 /// A stream of events of one type in one namespace. When the watcher falls
-/// too far behind, `next` returns `Err(missed)`; the watcher must re-list.
+/// behind (or the store compacted the history it needed), `next` returns
+/// `Err(missed)` with `missed > 0`; the watcher must re-list.
 pub struct Watch {
-    rx: broadcast::Receiver<Arc<Event>>,
+    stream: ChangeStream,
     namespace: Option<String>,
     kind: String,
+    selector: Option<LabelSelector>,
 }
 
 impl Watch {
-    /// The next matching event; `Err(n)` when `n` events were missed, or
-    /// `Err(0)` when the state is gone.
+    /// Only resources matching `selector`. A resource that stops matching
+    /// is reported as destroyed, one that starts matching as created.
+    pub fn with_selector(mut self, selector: LabelSelector) -> Self {
+        self.selector = Some(selector);
+        self
+    }
+
+    /// The next matching event; `Err(n)` when at least `n` events were
+    /// missed, or `Err(0)` when the state is gone.
     pub async fn next(&mut self) -> Result<Arc<Event>, u64> {
         loop {
-            match self.rx.recv().await {
-                Ok(ev) => {
-                    let m = &ev.resource.metadata;
-                    if m.kind == self.kind
-                        && self.namespace.as_ref().is_none_or(|ns| *ns == m.namespace)
-                    {
-                        return Ok(ev);
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(n)) => return Err(n),
-                Err(broadcast::error::RecvError::Closed) => return Err(0),
+            let ev = match self.stream.recv().await {
+                None => return Err(0),
+                Some(Change::Resync) => return Err(1),
+                Some(Change::Event(ev)) => ev,
+            };
+            let m = &ev.resource.metadata;
+            if m.kind != self.kind || self.namespace.as_ref().is_some_and(|ns| *ns != m.namespace) {
+                continue;
             }
+            let Some(selector) = &self.selector else {
+                return Ok(ev);
+            };
+            let now = selector.matches(&m.labels) && ev.kind != EventKind::Destroyed;
+            let before = ev
+                .previous
+                .as_ref()
+                .is_some_and(|p| selector.matches(&p.metadata.labels));
+            let kind = match (before, now) {
+                (false, false) => continue,
+                (true, false) => EventKind::Destroyed,
+                (false, true) => EventKind::Created,
+                (true, true) => ev.kind,
+            };
+            if kind == ev.kind {
+                return Ok(ev);
+            }
+            return Ok(Arc::new(Event {
+                kind,
+                ..(*ev).clone()
+            }));
         }
     }
 }
 
 impl State {
     pub fn new(backend: impl Backend) -> Self {
-        let (events, _) = broadcast::channel(4096);
+        Self::shared(Arc::new(backend))
+    }
+
+    /// A handle on a backend other handles may share.
+    pub fn shared(backend: Arc<dyn Backend>) -> Self {
         State {
-            inner: Arc::new(Inner {
-                backend: Box::new(backend),
-                events,
-                writes: Mutex::new(()),
-            }),
+            backend,
+            fence: None,
         }
+    }
+
+    /// A handle whose writes carry `fence`: they fail with
+    /// [`StateError::Fenced`] once the leadership term it names has ended.
+    /// Reads and watches are unchanged.
+    pub fn fenced(&self, fence: Fence) -> Self {
+        State {
+            backend: self.backend.clone(),
+            fence: Some(Arc::new(fence)),
+        }
+    }
+
+    fn fence(&self) -> Option<&Fence> {
+        self.fence.as_deref()
     }
 
     /// A fresh in-memory state.
@@ -81,15 +123,14 @@ impl State {
     }
 
     pub async fn get(&self, key: &ResourceKey) -> Result<Resource, StateError> {
-        self.inner
-            .backend
+        self.backend
             .get(key)
             .await?
             .ok_or_else(|| StateError::NotFound(key.clone()))
     }
 
     pub async fn get_opt(&self, key: &ResourceKey) -> Result<Option<Resource>, StateError> {
-        self.inner.backend.get(key).await
+        self.backend.get(key).await
     }
 
     /// Resources of one type in one namespace that match the selector.
@@ -99,7 +140,7 @@ impl State {
         kind: &str,
         selector: &LabelSelector,
     ) -> Result<Vec<Resource>, StateError> {
-        let mut all = self.inner.backend.list(namespace, kind).await?;
+        let mut all = self.backend.list(namespace, kind).await?;
         all.retain(|r| selector.matches(&r.metadata.labels));
         Ok(all)
     }
@@ -112,16 +153,15 @@ impl State {
         m.phase = Phase::Running;
         m.created = Some(now);
         m.updated = Some(now);
-        let _guard = self.inner.writes.lock().await;
-        self.inner.backend.put(&resource, 0).await?;
-        self.publish(EventKind::Created, &resource);
+        self.backend.put(&resource, 0, self.fence()).await?;
         Ok(resource)
     }
 
     /// Replaces a resource; `resource.metadata.version` must be the stored
-    /// version. Keeps `created` and `phase` as stored.
+    /// version. Keeps `created` and `phase` as stored. Refused while the
+    /// resource is torn down, and when it has an owner other than
+    /// `resource.metadata.owner` (a controller's output is its alone).
     pub async fn update(&self, mut resource: Resource) -> Result<Resource, StateError> {
-        let _guard = self.inner.writes.lock().await;
         let key = resource.key();
         let current = self.get(&key).await?;
         if current.metadata.version != resource.metadata.version {
@@ -131,16 +171,24 @@ impl State {
                 found: current.metadata.version,
             });
         }
+        if current.metadata.phase == Phase::TearingDown {
+            return Err(StateError::TearingDown(key));
+        }
+        if !current.metadata.owner.is_empty() && current.metadata.owner != resource.metadata.owner {
+            return Err(StateError::OwnerConflict {
+                key,
+                owner: current.metadata.owner,
+                writer: resource.metadata.owner,
+            });
+        }
         let m = &mut resource.metadata;
         m.created = current.metadata.created;
         m.phase = current.metadata.phase;
         m.updated = Some(Timestamp::now());
         m.version = current.metadata.version + 1;
-        self.inner
-            .backend
-            .put(&resource, current.metadata.version)
+        self.backend
+            .put(&resource, current.metadata.version, self.fence())
             .await?;
-        self.publish(EventKind::Updated, &resource);
         Ok(resource)
     }
 
@@ -148,14 +196,11 @@ impl State {
     /// destroyed at once if it has no finalizers (else when the last one is
     /// removed). Returns whether it is gone.
     pub async fn teardown(&self, key: &ResourceKey) -> Result<bool, StateError> {
-        let _guard = self.inner.writes.lock().await;
         let mut current = self.get(key).await?;
         if current.metadata.finalizers.is_empty() {
-            self.inner
-                .backend
-                .delete(key, current.metadata.version)
+            self.backend
+                .delete(key, current.metadata.version, self.fence())
                 .await?;
-            self.publish(EventKind::Destroyed, &current);
             return Ok(true);
         }
         if current.metadata.phase != Phase::TearingDown {
@@ -163,15 +208,13 @@ impl State {
             current.metadata.phase = Phase::TearingDown;
             current.metadata.version += 1;
             current.metadata.updated = Some(Timestamp::now());
-            self.inner.backend.put(&current, expected).await?;
-            self.publish(EventKind::Updated, &current);
+            self.backend.put(&current, expected, self.fence()).await?;
         }
         Ok(false)
     }
 
     /// Destroys a resource; refused while finalizers remain.
     pub async fn destroy(&self, key: &ResourceKey) -> Result<(), StateError> {
-        let _guard = self.inner.writes.lock().await;
         let current = self.get(key).await?;
         if !current.metadata.finalizers.is_empty() {
             return Err(StateError::FinalizersPending {
@@ -179,11 +222,9 @@ impl State {
                 finalizers: current.metadata.finalizers.join(", "),
             });
         }
-        self.inner
-            .backend
-            .delete(key, current.metadata.version)
+        self.backend
+            .delete(key, current.metadata.version, self.fence())
             .await?;
-        self.publish(EventKind::Destroyed, &current);
         Ok(())
     }
 
@@ -194,7 +235,6 @@ impl State {
         key: &ResourceKey,
         finalizer: &str,
     ) -> Result<(), StateError> {
-        let _guard = self.inner.writes.lock().await;
         let mut current = self.get(key).await?;
         if current.metadata.finalizers.iter().any(|f| f == finalizer) {
             return Ok(());
@@ -206,8 +246,7 @@ impl State {
         current.metadata.finalizers.push(finalizer.to_string());
         current.metadata.version += 1;
         current.metadata.updated = Some(Timestamp::now());
-        self.inner.backend.put(&current, expected).await?;
-        self.publish(EventKind::Updated, &current);
+        self.backend.put(&current, expected, self.fence()).await?;
         Ok(())
     }
 
@@ -218,7 +257,6 @@ impl State {
         key: &ResourceKey,
         finalizer: &str,
     ) -> Result<(), StateError> {
-        let _guard = self.inner.writes.lock().await;
         let Some(mut current) = self.get_opt(key).await? else {
             return Ok(());
         };
@@ -228,25 +266,42 @@ impl State {
         let expected = current.metadata.version;
         current.metadata.finalizers.retain(|f| f != finalizer);
         if current.metadata.finalizers.is_empty() && current.metadata.phase == Phase::TearingDown {
-            self.inner.backend.delete(key, expected).await?;
-            self.publish(EventKind::Destroyed, &current);
+            self.backend.delete(key, expected, self.fence()).await?;
             return Ok(());
         }
         current.metadata.version += 1;
         current.metadata.updated = Some(Timestamp::now());
-        self.inner.backend.put(&current, expected).await?;
-        self.publish(EventKind::Updated, &current);
+        self.backend.put(&current, expected, self.fence()).await?;
         Ok(())
     }
 
     /// Watches one type, in one namespace or all (`None`). Subscribe before
-    /// listing so nothing between the two is missed.
+    /// listing so nothing between the two is missed. Sees every writer's
+    /// changes, other processes' included when the backend is shared.
     pub fn watch(&self, namespace: Option<&str>, kind: &str) -> Watch {
         Watch {
-            rx: self.inner.events.subscribe(),
+            stream: self.backend.subscribe(),
             namespace: namespace.map(str::to_string),
             kind: kind.to_string(),
+            selector: None,
         }
+    }
+
+    /// Like [`State::watch`], resumed after store revision `after` (an
+    /// [`Event::revision`] seen earlier): changes committed since then come
+    /// first. Starts with `Err(missed)` when that history is gone.
+    pub async fn watch_from(
+        &self,
+        namespace: Option<&str>,
+        kind: &str,
+        after: u64,
+    ) -> Result<Watch, StateError> {
+        Ok(Watch {
+            stream: self.backend.subscribe_from(after).await?,
+            namespace: namespace.map(str::to_string),
+            kind: kind.to_string(),
+            selector: None,
+        })
     }
 
     /// Reads a typed spec; `None` when the resource does not exist.
@@ -301,13 +356,5 @@ impl State {
                 other => return other,
             }
         }
-    }
-
-    fn publish(&self, kind: EventKind, resource: &Resource) {
-        // No receivers is fine: nobody is watching.
-        let _ = self.inner.events.send(Arc::new(Event {
-            kind,
-            resource: resource.clone(),
-        }));
     }
 }

@@ -1,9 +1,15 @@
+use std::sync::Arc;
+
 use omni_resources::meta::ResourceKey;
-use omni_state::{conformance, MemoryBackend, RedbBackend, State};
+use omni_state::{conformance, Backend, MemoryBackend, RedbBackend, State};
+
+fn pair(backend: Arc<dyn Backend>) -> (State, State) {
+    (State::shared(backend.clone()), State::shared(backend))
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_backend_conforms() {
-    conformance::run_all(|| State::new(MemoryBackend::new())).await;
+    conformance::run_all(|| async { pair(Arc::new(MemoryBackend::new())) }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -12,7 +18,8 @@ async fn redb_backend_conforms() {
     let counter = std::sync::atomic::AtomicUsize::new(0);
     conformance::run_all(|| {
         let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        State::new(RedbBackend::open(&dir.path().join(format!("state-{n}.redb"))).unwrap())
+        let path = dir.path().join(format!("state-{n}.redb"));
+        async move { pair(Arc::new(RedbBackend::open(&path).unwrap())) }
     })
     .await;
 }

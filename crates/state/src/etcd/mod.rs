@@ -1,0 +1,331 @@
+//! State on an external etcd cluster, for several `omni` replicas.
+//!
+//! Layout under the configured prefix: `<prefix>/r/<namespace>\0<type>\0<id>`
+//! holds a resource as JSON; `<prefix>/leader` is the election key.
+//! A resource's version is the etcd key's version (1 on create, +1 per
+//! write), so compare-and-swap is one transaction comparing it; watch
+//! positions are etcd store revisions. Each backend runs one etcd watch on
+//! the resource prefix and fans it out to every local watcher; a watch
+//! that must resume runs its own, from the requested revision.
+
+mod election;
+mod pump;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn,
+    TxnOp,
+};
+use omni_resources::meta::ResourceKey;
+use omni_resources::Resource;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::backend::check_version;
+use crate::{Backend, Change, ChangeStream, Fence, StateError};
+
+pub use election::Leadership;
+
+/// Client TLS material, PEM-encoded. The key is never logged.
+#[derive(Clone, Default)]
+pub struct EtcdTls {
+    pub ca_pem: Option<Vec<u8>>,
+    pub cert_pem: Option<Vec<u8>>,
+    pub key_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdTls")
+            .field("ca", &self.ca_pem.is_some())
+            .field("cert", &self.cert_pem.is_some())
+            .field("key", &self.key_pem.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// How to reach the state etcd.
+#[derive(Debug, Clone)]
+pub struct EtcdOptions {
+    pub endpoints: Vec<String>,
+    /// Every key lives under this prefix, so one etcd can hold several
+    /// independent states.
+    pub prefix: String,
+    pub tls: Option<EtcdTls>,
+    /// Longest a single request may take before the store counts as unavailable.
+    pub request_timeout: Duration,
+}
+
+impl EtcdOptions {
+    pub fn new(endpoints: Vec<String>, prefix: impl Into<String>) -> Self {
+        EtcdOptions {
+            endpoints,
+            prefix: prefix.into(),
+            tls: None,
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// State backend on etcd.
+pub struct EtcdBackend {
+    client: Client,
+    prefix: String,
+    feed: broadcast::Sender<Change>,
+    // Stops the shared watch when the backend goes.
+    _pump: DropGuard,
+}
+
+fn storage(e: impl std::fmt::Display) -> StateError {
+    StateError::Storage(e.to_string())
+}
+
+/// Transport failures, timeouts and a lost quorum all mean "try later"; the
+/// API answers them with 503.
+pub(crate) fn etcd_error(e: etcd_client::Error) -> StateError {
+    use etcd_client::Error as E;
+    match &e {
+        E::GRpcStatus(s)
+            if matches!(
+                s.code(),
+                tonic::Code::InvalidArgument
+                    | tonic::Code::PermissionDenied
+                    | tonic::Code::Unauthenticated
+                    | tonic::Code::ResourceExhausted
+                    | tonic::Code::FailedPrecondition
+            ) =>
+        {
+            StateError::Storage(format!("etcd: {}", s.message()))
+        }
+        E::GRpcStatus(s) => StateError::Unavailable(format!("etcd: {}", s.message())),
+        E::TransportError(_) | E::IoError(_) | E::WatchError(_) | E::LeaseKeepAliveError(_) => {
+            StateError::Unavailable(format!("etcd: {e}"))
+        }
+        _ => StateError::Storage(format!("etcd: {e}")),
+    }
+}
+
+pub(crate) fn decode(bytes: &[u8], version: i64) -> Result<Resource, StateError> {
+    let mut r: Resource =
+        serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt(e.to_string()))?;
+    // The key's own version is authoritative.
+    r.metadata.version = u64::try_from(version).unwrap_or(0);
+    Ok(r)
+}
+
+fn tls_options(tls: &EtcdTls) -> Result<TlsOptions, StateError> {
+    let mut t = TlsOptions::new();
+    if let Some(ca) = &tls.ca_pem {
+        t = t.ca_certificate(Certificate::from_pem(ca));
+    }
+    match (&tls.cert_pem, &tls.key_pem) {
+        (Some(cert), Some(key)) => t = t.identity(Identity::from_pem(cert, key)),
+        (None, None) => {}
+        _ => {
+            return Err(StateError::Storage(
+                "etcd TLS: a client certificate needs its key and the other way round".into(),
+            ))
+        }
+    }
+    Ok(t)
+}
+
+impl EtcdBackend {
+    /// Connects and starts the shared watch at the current revision.
+    pub async fn connect(opts: EtcdOptions) -> Result<Self, StateError> {
+        if opts.endpoints.is_empty() {
+            return Err(StateError::Storage("no etcd endpoints given".into()));
+        }
+        let mut connect = ConnectOptions::new()
+            .with_connect_timeout(opts.request_timeout)
+            .with_timeout(opts.request_timeout)
+            .with_keep_alive(Duration::from_secs(2), opts.request_timeout)
+            // Without a leader, fail at once instead of waiting out the timeout.
+            .with_require_leader(true);
+        if let Some(tls) = &opts.tls {
+            connect = connect.with_tls(tls_options(tls)?);
+        }
+        let mut client = Client::connect(&opts.endpoints, Some(connect))
+            .await
+            .map_err(etcd_error)?;
+        let prefix = opts.prefix.trim_end_matches('/').to_string();
+        let rev = client
+            .get(
+                format!("{prefix}/r/"),
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            )
+            .await
+            .map_err(etcd_error)?
+            .header()
+            .map_or(0, |h| h.revision());
+        let (feed, _) = broadcast::channel(4096);
+        let cancel = CancellationToken::new();
+        let sink = feed.clone();
+        tokio::spawn(pump::run(
+            client.clone(),
+            format!("{prefix}/r/"),
+            rev + 1,
+            cancel.clone(),
+            move |c| {
+                let _ = sink.send(c);
+                true
+            },
+        ));
+        Ok(EtcdBackend {
+            client,
+            prefix,
+            feed,
+            _pump: cancel.drop_guard(),
+        })
+    }
+
+    fn key(&self, namespace: &str, kind: &str, id: &str) -> String {
+        format!("{}/r/{namespace}\0{kind}\0{id}", self.prefix)
+    }
+
+    fn fence_key(&self, fence: &Fence) -> String {
+        format!("{}/{}", self.prefix, fence.key)
+    }
+
+    pub(crate) fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// One compare-and-swap transaction; on failure, finds out why.
+    async fn cas(
+        &self,
+        key: &ResourceKey,
+        expected_version: u64,
+        fence: Option<&Fence>,
+        op: TxnOp,
+    ) -> Result<(), StateError> {
+        let k = self.key(&key.namespace, &key.kind, &key.id);
+        let expected = i64::try_from(expected_version).map_err(storage)?;
+        let mut when = vec![Compare::version(k.clone(), CompareOp::Equal, expected)];
+        if let Some(f) = fence {
+            when.push(Compare::create_revision(
+                self.fence_key(f),
+                CompareOp::Equal,
+                f.revision,
+            ));
+        }
+        let mut client = self.client.clone();
+        let resp = client
+            .txn(Txn::new().when(when).and_then([op]))
+            .await
+            .map_err(etcd_error)?;
+        if resp.succeeded() {
+            return Ok(());
+        }
+        if let Some(f) = fence {
+            let leader = client
+                .get(self.fence_key(f), None)
+                .await
+                .map_err(etcd_error)?;
+            if leader.kvs().first().map(|kv| kv.create_revision()) != Some(f.revision) {
+                return Err(StateError::Fenced(key.clone()));
+            }
+        }
+        let current = client.get(k, None).await.map_err(etcd_error)?;
+        let found = current
+            .kvs()
+            .first()
+            .map(|kv| u64::try_from(kv.version()).unwrap_or(0));
+        check_version(key, found, expected_version)?;
+        // The compare failed but now holds: a concurrent writer came and went.
+        Err(StateError::Conflict {
+            key: key.clone(),
+            expected: expected_version,
+            found: found.unwrap_or(0),
+        })
+    }
+}
+
+#[async_trait]
+impl Backend for EtcdBackend {
+    async fn get(&self, key: &ResourceKey) -> Result<Option<Resource>, StateError> {
+        let mut client = self.client.clone();
+        let resp = client
+            .get(self.key(&key.namespace, &key.kind, &key.id), None)
+            .await
+            .map_err(etcd_error)?;
+        resp.kvs()
+            .first()
+            .map(|kv| decode(kv.value(), kv.version()))
+            .transpose()
+    }
+
+    async fn list(&self, namespace: &str, kind: &str) -> Result<Vec<Resource>, StateError> {
+        let mut client = self.client.clone();
+        let resp = client
+            .get(
+                self.key(namespace, kind, ""),
+                Some(GetOptions::new().with_prefix()),
+            )
+            .await
+            .map_err(etcd_error)?;
+        // etcd returns keys in byte order, which is ID order.
+        resp.kvs()
+            .iter()
+            .map(|kv| decode(kv.value(), kv.version()))
+            .collect()
+    }
+
+    async fn put(
+        &self,
+        resource: &Resource,
+        expected_version: u64,
+        fence: Option<&Fence>,
+    ) -> Result<(), StateError> {
+        let key = resource.key();
+        let bytes = serde_json::to_vec(resource).map_err(storage)?;
+        let k = self.key(&key.namespace, &key.kind, &key.id);
+        self.cas(&key, expected_version, fence, TxnOp::put(k, bytes, None))
+            .await
+    }
+
+    async fn delete(
+        &self,
+        key: &ResourceKey,
+        expected_version: u64,
+        fence: Option<&Fence>,
+    ) -> Result<(), StateError> {
+        if expected_version == 0 {
+            return Err(StateError::NotFound(key.clone()));
+        }
+        let k = self.key(&key.namespace, &key.kind, &key.id);
+        self.cas(key, expected_version, fence, TxnOp::delete(k, None))
+            .await
+    }
+
+    fn subscribe(&self) -> ChangeStream {
+        ChangeStream::live(self.feed.subscribe())
+    }
+
+    async fn subscribe_from(&self, after: u64) -> Result<ChangeStream, StateError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let start = i64::try_from(after).map_err(storage)? + 1;
+        let cancel = CancellationToken::new();
+        let closed = tx.clone();
+        let stop = cancel.clone();
+        // The watch ends when its reader goes.
+        tokio::spawn(async move {
+            closed.closed().await;
+            stop.cancel();
+        });
+        tokio::spawn(pump::run(
+            self.client.clone(),
+            format!("{}/r/", self.prefix),
+            start,
+            cancel,
+            move |c| tx.send(c).is_ok(),
+        ));
+        Ok(ChangeStream::own(rx))
+    }
+}

@@ -1,0 +1,185 @@
+//! The etcd backend against a real 3-member etcd: the conformance suite,
+//! fencing, elections and watch re-lists after compaction.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use omni_resources::meta::ResourceKey;
+use omni_resources::Resource;
+use omni_state::{conformance, EtcdBackend, EtcdOptions, State, StateError};
+use omni_testkit::EtcdCluster;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+const KIND: &str = "Clusters.omni.sidero.dev";
+
+async fn backend(cluster: &EtcdCluster, prefix: &str) -> EtcdBackend {
+    EtcdBackend::connect(EtcdOptions::new(cluster.client_urls(), prefix))
+        .await
+        .unwrap()
+}
+
+fn key(id: &str) -> ResourceKey {
+    ResourceKey::new("default", KIND, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_backend_conforms() {
+    let cluster = EtcdCluster::start(3).await.unwrap();
+    let n = AtomicUsize::new(0);
+    conformance::run_all(|| {
+        // A fresh prefix is a fresh, empty state; two clients are two
+        // independent handles.
+        let prefix = format!("/conformance/{}", n.fetch_add(1, Ordering::SeqCst));
+        let cluster = &cluster;
+        async move {
+            let one = backend(cluster, &prefix).await;
+            let two = backend(cluster, &prefix).await;
+            (State::new(one), State::new(two))
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefixes_keep_states_apart() {
+    let cluster = EtcdCluster::start(1).await.unwrap();
+    let a = State::new(backend(&cluster, "/a").await);
+    let b = State::new(backend(&cluster, "/a2").await);
+    a.create(Resource::new(KIND, "default", "x", json!({})))
+        .await
+        .unwrap();
+    assert!(b.get_opt(&key("x")).await.unwrap().is_none());
+    assert!(b
+        .list("default", KIND, &Default::default())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leaders_writes_are_fenced() {
+    let cluster = EtcdCluster::start(1).await.unwrap();
+    let one = backend(&cluster, "/fence").await;
+    let two = backend(&cluster, "/fence").await;
+    let cancel = CancellationToken::new();
+    let ttl = Duration::from_secs(2);
+    let term = one.campaign("one", ttl, &cancel).await.unwrap();
+    let one = State::new(one);
+    let leader_writes = one.fenced(term.fence());
+    leader_writes
+        .create(Resource::new(KIND, "default", "a", json!({"n": 1})))
+        .await
+        .unwrap();
+    // The other replica waits while the term lasts.
+    let waiting = tokio::spawn(async move {
+        let term = two.campaign("two", ttl, &CancellationToken::new()).await;
+        (two, term)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "two leaders at once");
+    let lost = term.lost();
+    let old_fence = term.fence();
+    term.resign().await;
+    assert!(lost.is_cancelled());
+    let (two, new_term) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the other replica is elected once the key is free")
+        .unwrap();
+    let new_term = new_term.unwrap();
+    assert_ne!(new_term.fence(), old_fence);
+    // The old term's handle can no longer write; the new leader can.
+    let mut update = one.get(&key("a")).await.unwrap();
+    update.spec = json!({"n": 2});
+    let err = leader_writes.update(update.clone()).await.unwrap_err();
+    assert!(matches!(err, StateError::Fenced(_)), "{err}");
+    let err = leader_writes
+        .create(Resource::new(KIND, "default", "b", json!({})))
+        .await
+        .unwrap_err();
+    assert!(err.is_fenced(), "{err}");
+    assert_eq!(one.get(&key("a")).await.unwrap().metadata.version, 1);
+    assert!(one.get_opt(&key("b")).await.unwrap().is_none());
+    // Unfenced (API) writes are unaffected.
+    one.update(update.clone()).await.unwrap();
+    let two = State::new(two).fenced(new_term.fence());
+    let mut again = two.get(&key("a")).await.unwrap();
+    again.spec = json!({"n": 3});
+    assert_eq!(two.update(again).await.unwrap().metadata.version, 3);
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_cannot_be_renewed_ends_the_term_before_it_expires() {
+    let mut cluster = EtcdCluster::start(1).await.unwrap();
+    let one = backend(&cluster, "/expire").await;
+    let ttl = Duration::from_secs(3);
+    let term = one
+        .campaign("one", ttl, &CancellationToken::new())
+        .await
+        .unwrap();
+    let lost = term.lost();
+    let elected = tokio::time::Instant::now();
+    cluster.stop_member(0).unwrap();
+    tokio::time::timeout(ttl * 2, lost.cancelled())
+        .await
+        .expect("term ends when renewals stop");
+    // Renewals stopped at the latest when the member did, so the lease
+    // (TTL from its last renewal) cannot have expired before this point.
+    assert!(
+        elected.elapsed() < ttl + Duration::from_secs(1),
+        "the term ended only after {:?}",
+        elected.elapsed()
+    );
+    cluster.start_member(0).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_makes_a_resumed_watch_relist() {
+    let cluster = EtcdCluster::start(1).await.unwrap();
+    let state = State::new(backend(&cluster, "/compact").await);
+    let a = state
+        .create(Resource::new(KIND, "default", "a", json!({"n": 0})))
+        .await
+        .unwrap();
+    let mut watch = state.watch(Some("default"), KIND);
+    let mut cur = a;
+    for n in 1..5 {
+        cur.spec = json!({"n": n});
+        cur = state.update(cur).await.unwrap();
+    }
+    let first = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut client = cluster.client().await.unwrap();
+    let rev = client
+        .get("x", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    client.compact(rev, None).await.unwrap();
+    let mut resumed = state
+        .watch_from(Some("default"), KIND, first.revision)
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), resumed.next())
+        .await
+        .expect("a compacted resume answers");
+    assert!(matches!(got, Err(n) if n > 0), "re-list asked: {got:?}");
+    // The watch goes on after the re-list signal.
+    cur.spec = json!({"n": 99});
+    state.update(cur).await.unwrap();
+    let live = loop {
+        let ev = tokio::time::timeout(Duration::from_secs(5), resumed.next())
+            .await
+            .unwrap()
+            .unwrap();
+        if ev.resource.spec == json!({"n": 99}) {
+            break ev;
+        }
+    };
+    assert_eq!(live.resource.metadata.version, 6);
+}
