@@ -37,7 +37,9 @@ fn spec_of(omni: &Omni, kind: &str, id: &str) -> Option<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_backup_waits_for_members_and_workers_need_no_etcd() {
     let etcd = EtcdCluster::start(1).await.unwrap();
-    let omni = Omni::start(&[]).await;
+    // A failed first attempt would be retried only after an hour: the
+    // backup below must be the first attempt.
+    let omni = Omni::start(&["--etcd-backup-retry-backoff", "1h"]).await;
     let out = omni.apply_yaml(&cluster_with_interval("early"));
     assert!(out.status.success(), "{}", stderr(&out));
     // The backup controller has looked at the cluster (its backup data is
