@@ -8,6 +8,7 @@
 pub mod guard;
 pub mod run;
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -35,6 +36,8 @@ struct Memory {
     /// The cluster being drilled.
     running: Option<String>,
     recovered: bool,
+    /// Clusters that wanted a drill while another ran.
+    blocked: HashSet<String>,
 }
 
 pub struct EtcdBackupDrillController {
@@ -200,8 +203,15 @@ impl EtcdBackupDrillController {
             if let Err(e) = recorded {
                 tracing::warn!(cluster = %due.cluster, error = %e, "cannot record drill result");
             }
-            memory.lock().unwrap_or_else(|e| e.into_inner()).running = None;
-            trigger.poke();
+            let blocked = {
+                let mut mem = memory.lock().unwrap_or_else(|e| e.into_inner());
+                mem.running = None;
+                std::mem::take(&mut mem.blocked)
+            };
+            trigger.poke_key(&due.cluster);
+            for c in blocked {
+                trigger.poke_key(&c);
+            }
         });
         Ok(())
     }
@@ -236,8 +246,8 @@ impl Controller for EtcdBackupDrillController {
 
     fn inputs(&self) -> Vec<Input> {
         vec![
-            Input::kind(ClusterSpec::TYPE),
-            Input::kind(EtcdBackupStatusSpec::TYPE),
+            Input::by_id(ClusterSpec::TYPE),
+            Input::by_id(EtcdBackupStatusSpec::TYPE),
         ]
     }
 
@@ -245,43 +255,93 @@ impl Controller for EtcdBackupDrillController {
         vec![EtcdBackupDrillStatusSpec::TYPE]
     }
 
-    async fn reconcile(&self, _key: &str, ctx: &Context) -> Result<Action, BoxError> {
+    /// Clusters, and statuses whose cluster may be gone.
+    async fn keys(&self, state: &State) -> Result<Vec<String>, BoxError> {
+        let mut keys: HashSet<String> = HashSet::new();
+        for (kind, ns) in [
+            (ClusterSpec::TYPE, NS_DEFAULT),
+            (EtcdBackupDrillStatusSpec::TYPE, NS_EPHEMERAL),
+        ] {
+            keys.extend(
+                list(state, kind, ns)
+                    .await?
+                    .into_iter()
+                    .map(|r| r.metadata.id),
+            );
+        }
+        Ok(keys.into_iter().collect())
+    }
+
+    /// One drill at a time: keys run one by one, so the check of the
+    /// running drill and its start cannot race.
+    fn concurrency(&self) -> usize {
+        1
+    }
+
+    async fn reconcile(&self, name: &str, ctx: &Context) -> Result<Action, BoxError> {
         self.recover(ctx).await?;
         let running = self.memory().running.clone();
+        let busy = running.as_deref() == Some(name);
         // A deleted cluster waits for its drill to end and its status to go.
-        crate::cluster_finalizer::guard_with_status(
-            &ctx.state,
-            NAME,
-            EtcdBackupDrillStatusSpec::TYPE,
-            |c| running.as_deref() == Some(c),
-        )
-        .await?;
-        let clusters = list(&ctx.state, ClusterSpec::TYPE, NS_DEFAULT).await?;
-        for r in list(&ctx.state, EtcdBackupDrillStatusSpec::TYPE, NS_EPHEMERAL).await? {
-            let id = &r.metadata.id;
-            let gone = !clusters.iter().any(|c| &c.metadata.id == id);
-            if gone && running.as_ref() != Some(id) {
-                ctx.state.destroy(&r.key()).await?;
+        crate::cluster_finalizer::guard_cluster(&ctx.state, NAME, name, |c| {
+            let state = ctx.state.clone();
+            async move {
+                if busy {
+                    return Ok(false);
+                }
+                let kind = EtcdBackupDrillStatusSpec::TYPE;
+                crate::cluster_finalizer::destroy_if_present(
+                    &state,
+                    NS_EPHEMERAL,
+                    kind,
+                    &c.metadata.id,
+                )
+                .await?;
+                Ok(true)
             }
+        })
+        .await?;
+        let cluster = ctx
+            .state
+            .get_opt(&omni_resources::meta::ResourceKey::new(
+                NS_DEFAULT,
+                ClusterSpec::TYPE,
+                name,
+            ))
+            .await?;
+        let Some(cluster) = cluster else {
+            if !busy {
+                let kind = EtcdBackupDrillStatusSpec::TYPE;
+                crate::cluster_finalizer::destroy_if_present(&ctx.state, NS_EPHEMERAL, kind, name)
+                    .await?;
+            }
+            return Ok(Action::AwaitChange);
+        };
+        if cluster.metadata.phase != Phase::Running {
+            return Ok(Action::AwaitChange);
+        }
+        let wants = cluster
+            .spec_as::<ClusterSpec>()
+            .is_ok_and(|s| self.settings.all_clusters || s.restore_drill());
+        if !wants {
+            return Ok(Action::AwaitChange);
         }
         if running.is_some() {
-            return Ok(Action::Requeue(self.settings.tick)); // the drill pokes when done
-        }
-        for cluster in &clusters {
-            if cluster.metadata.phase != Phase::Running {
-                continue;
+            // The running drill wakes us when it ends.
+            if !busy {
+                self.memory().blocked.insert(name.to_string());
             }
-            match self.due(ctx, cluster).await {
-                Ok(Some(due)) => {
-                    self.start(ctx, due).await?;
-                    break;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(cluster = %cluster.metadata.id, error = %e, "cannot look for a backup to drill")
-                }
+            return Ok(Action::AwaitChange);
+        }
+        match self.due(ctx, &cluster).await {
+            Ok(Some(due)) => self.start(ctx, due).await?,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(cluster = %name, error = %e, "cannot look for a backup to drill")
             }
         }
+        // New backups wake us through the backup status; the tick covers
+        // a store that became usable.
         Ok(Action::Requeue(self.settings.tick))
     }
 }

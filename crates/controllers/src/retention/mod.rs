@@ -201,10 +201,10 @@ impl Controller for EtcdBackupRetentionController {
 
     fn inputs(&self) -> Vec<Input> {
         vec![
-            Input::kind(ClusterSpec::TYPE),
-            Input::kind(EtcdBackupStatusSpec::TYPE),
-            Input::kind(EtcdManualBackupSpec::TYPE),
-            Input::kind(BackupDataSpec::TYPE),
+            Input::by_id(ClusterSpec::TYPE),
+            Input::by_id(EtcdBackupStatusSpec::TYPE),
+            Input::by_id(EtcdManualBackupSpec::TYPE),
+            Input::by_id(BackupDataSpec::TYPE),
         ]
     }
 
@@ -212,38 +212,63 @@ impl Controller for EtcdBackupRetentionController {
         vec![EtcdBackupRetentionStatusSpec::TYPE]
     }
 
-    async fn reconcile(&self, _key: &str, ctx: &Context) -> Result<Action, BoxError> {
+    /// Clusters, and statuses whose backup data may be gone.
+    async fn keys(&self, state: &omni_state::State) -> Result<Vec<String>, BoxError> {
         let all = LabelSelector::default();
+        let mut keys: HashSet<String> = HashSet::new();
+        for (ns, kind) in [
+            (NS_DEFAULT, ClusterSpec::TYPE),
+            (NS_EPHEMERAL, EtcdBackupRetentionStatusSpec::TYPE),
+        ] {
+            let list = state.list(ns, kind, &all).await?;
+            keys.extend(list.into_iter().map(|r| r.metadata.id));
+        }
+        Ok(keys.into_iter().collect())
+    }
+
+    fn concurrency(&self) -> usize {
+        4
+    }
+
+    async fn reconcile(&self, name: &str, ctx: &Context) -> Result<Action, BoxError> {
         // A status goes only with the cluster's backup data: it holds the
         // keep marks, which outlive the cluster like its backups do.
-        let datas: HashSet<String> = ctx
-            .state
-            .list(NS_DEFAULT, BackupDataSpec::TYPE, &all)
-            .await?
-            .into_iter()
-            .map(|r| r.metadata.id)
-            .collect();
-        for r in ctx
-            .state
-            .list(NS_EPHEMERAL, EtcdBackupRetentionStatusSpec::TYPE, &all)
-            .await?
-        {
-            if !datas.contains(&r.metadata.id) {
-                ctx.state.destroy(&r.key()).await?;
-            }
+        if data::find(&ctx.state, name).await?.is_none() {
+            crate::cluster_finalizer::destroy_if_present(
+                &ctx.state,
+                NS_EPHEMERAL,
+                EtcdBackupRetentionStatusSpec::TYPE,
+                name,
+            )
+            .await?;
         }
-        for cluster in ctx.state.list(NS_DEFAULT, ClusterSpec::TYPE, &all).await? {
-            if cluster.metadata.phase != Phase::Running {
-                continue;
-            }
-            if let Err(e) = self.apply(ctx, &cluster).await {
-                tracing::warn!(cluster = %cluster.metadata.id, error = %e, "retention failed");
-                let msg = e.to_string();
-                self.write(ctx, &cluster.metadata.id, |s| s.error = msg.clone())
-                    .await?;
-            }
+        let cluster = ctx
+            .state
+            .get_opt(&omni_resources::meta::ResourceKey::new(
+                NS_DEFAULT,
+                ClusterSpec::TYPE,
+                name,
+            ))
+            .await?;
+        let Some(cluster) = cluster.filter(|c| c.metadata.phase == Phase::Running) else {
+            return Ok(Action::AwaitChange);
+        };
+        if let Err(e) = self.apply(ctx, &cluster).await {
+            tracing::warn!(cluster = %name, error = %e, "retention failed");
+            let msg = e.to_string();
+            self.write(ctx, name, |s| s.error = msg.clone()).await?;
         }
-        Ok(Action::Requeue(self.settings.interval))
+        // Time moves backups between hourly/daily/... buckets; a policy
+        // keeping everything has nothing to redo until backups change.
+        let keeps_all = cluster
+            .spec_as::<ClusterSpec>()
+            .map(|spec| self.effective_policy(&spec).0.is_empty())
+            .unwrap_or(false);
+        Ok(if keeps_all {
+            Action::AwaitChange
+        } else {
+            Action::Requeue(self.settings.interval)
+        })
     }
 }
 

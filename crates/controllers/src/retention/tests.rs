@@ -76,10 +76,7 @@ impl Fixture {
     }
 
     async fn run(&self) {
-        self.controller
-            .reconcile(omni_runtime::SINGLETON, &self.ctx)
-            .await
-            .unwrap();
+        self.controller.reconcile("c1", &self.ctx).await.unwrap();
     }
 
     async fn status(&self) -> EtcdBackupRetentionStatusSpec {

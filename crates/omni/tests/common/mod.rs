@@ -140,6 +140,28 @@ impl Omni {
         c.wait().unwrap()
     }
 
+    /// Sends SIGTERM and returns at once; see [`Self::exited`].
+    pub fn terminate(&self) {
+        let c = self.child.as_ref().expect("omni not running");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+    }
+
+    /// Whether the process has exited (then it is reaped).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().unwrap()?;
+        self.child = None;
+        Some(status)
+    }
+
+    /// Starts the server again on the same data dir.
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "omni still running");
+        self.spawn().await;
+    }
+
     pub async fn restart(&mut self) {
         self.kill9();
         self.spawn().await;

@@ -1,0 +1,240 @@
+"""Driver of scripts/bench-fleet.sh; see there. Standard library only."""
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start_etcd(etcd, etcdctl, work, name):
+    c, p = free_port(), free_port()
+    url = f"http://127.0.0.1:{c}"
+    proc = subprocess.Popen(
+        [etcd, "--name", name, "--data-dir", f"{work}/{name}",
+         "--listen-client-urls", url, "--advertise-client-urls", url,
+         "--listen-peer-urls", f"http://127.0.0.1:{p}",
+         "--initial-advertise-peer-urls", f"http://127.0.0.1:{p}",
+         "--initial-cluster", f"{name}=http://127.0.0.1:{p}"],
+        stdout=open(f"{work}/{name}.log", "w"), stderr=subprocess.STDOUT)
+    for _ in range(200):
+        if subprocess.run([etcdctl, "--endpoints", url, "endpoint", "health"],
+                          capture_output=True).returncode == 0:
+            return proc, url
+        time.sleep(0.1)
+    sys.exit(f"{name} did not start")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def status_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+class Client:
+    def __init__(self, port, token):
+        self.port, self.token = port, token
+        self.local = threading.local()
+
+    def conn(self):
+        c = getattr(self.local, "c", None)
+        if c is None:
+            c = self.local.c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        return c
+
+    def call(self, method, path, body=None):
+        for attempt in range(5):
+            try:
+                c = self.conn()
+                c.request(method, path, body=json.dumps(body) if body is not None else None,
+                          headers={"Authorization": f"Bearer {self.token}",
+                                   "Content-Type": "application/json"})
+                r = c.getresponse()
+                data = r.read()
+                if r.status == 429:
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+                if r.status >= 300:
+                    raise RuntimeError(f"{method} {path}: {r.status} {data[:300]!r}")
+                return json.loads(data) if data else None
+            except (ConnectionError, http.client.HTTPException):
+                self.local.c = None
+        raise RuntimeError(f"{method} {path}: gave up")
+
+    def statuses(self):
+        out = self.call("GET", "/api/v1/resources/EtcdBackupStatuses.omni.sidero.dev/ephemeral")
+        items = out.get("items", out) if isinstance(out, dict) else out
+        return {r["metadata"]["id"]: r["spec"] for r in items}
+
+
+def ts(t):
+    return (t or {}).get("seconds", 0) + (t or {}).get("nanos", 0) / 1e9
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, required=True)
+    ap.add_argument("--omni", required=True)
+    ap.add_argument("--etcd", required=True)
+    ap.add_argument("--etcdctl", required=True)
+    ap.add_argument("--interval", type=int, default=120, help="automatic backup interval, s")
+    ap.add_argument("--idle", type=int, default=20, help="idle CPU window, s")
+    ap.add_argument("--state-etcd", action="store_true")
+    ap.add_argument("extra", nargs="*")
+    a = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="bench-fleet-")
+    procs = []
+    try:
+        members, ep = start_etcd(a.etcd, a.etcdctl, work, "members")
+        procs.append(members)
+        extra = list(a.extra)
+        if a.state_etcd:
+            st, st_url = start_etcd(a.etcd, a.etcdctl, work, "state")
+            procs.append(st)
+            extra = [x.replace("{state_etcd}", st_url) for x in extra]
+        port = free_port()
+        flags = [a.omni, "--data-dir", f"{work}/omni", "--bind", f"127.0.0.1:{port}",
+                 "--etcd-backup-jitter", "0s",
+                 "--etcd-backup-min-interval", f"{min(a.interval, 3600)}s",
+                 "--api-rate-limit", "1000000", "--api-rate-burst", "1000000"] + extra
+        omni = subprocess.Popen(flags, stdout=open(f"{work}/omni.log", "w"), stderr=subprocess.STDOUT)
+        procs.append(omni)
+        for _ in range(300):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                c.request("GET", "/readyz")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        else:
+            sys.exit("omni did not become ready; see " + work)
+        token = open(f"{work}/omni/admin-token").read().strip()
+        cl = Client(port, token)
+        print(f"omni: {' '.join(os.path.basename(f) if i == 0 else f for i, f in enumerate(flags))}")
+        print(f"N = {a.n} clusters, interval {a.interval}s, jitter 0, local store")
+
+        def apply(i):
+            m = f"m-{i:05d}"
+            c = f"c-{i:05d}"
+            cl.call("POST", "/api/v1/apply", {
+                "metadata": {"type": "Machines.omni.sidero.dev", "namespace": "default", "id": m},
+                "spec": {"etcdendpoints": [ep]}})
+            cl.call("POST", "/api/v1/apply", {
+                "metadata": {"type": "MachineSetNodes.omni.sidero.dev", "namespace": "default", "id": m,
+                             "labels": {"omni.sidero.dev/cluster": c,
+                                        "omni.sidero.dev/machine-set": f"{c}-control-planes",
+                                        "omni.sidero.dev/role-controlplane": ""}},
+                "spec": {}})
+            cl.call("POST", "/api/v1/apply", {
+                "metadata": {"type": "Clusters.omni.sidero.dev", "namespace": "default", "id": c},
+                "spec": {"backupconfiguration": {"interval": {"seconds": a.interval, "nanos": 0}}}})
+
+        time.sleep(2)
+        cpu0, t0 = cpu_seconds(omni.pid), time.time()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(apply, range(a.n)))
+        t1, cpu1 = time.time(), cpu_seconds(omni.pid)
+        print(f"apply {3 * a.n} resources: {t1 - t0:.1f} s wall, {cpu1 - cpu0:.1f} s omni CPU, "
+              f"{(cpu1 - cpu0) * 1000 / (3 * a.n):.2f} ms CPU per resource")
+
+        # First round: every cluster backed up once (due at once).
+        deadline = time.time() + max(600, a.n * 0.5)
+        while True:
+            st = cl.statuses()
+            ok = [s for s in st.values() if s.get("status") == 1]
+            if len(ok) >= a.n:
+                break
+            if time.time() > deadline:
+                sys.exit(f"first round incomplete: {len(ok)}/{a.n}; see {work}")
+            time.sleep(1)
+        first = {c: ts(s["lastbackuptime"]) for c, s in st.items()}
+        t2, cpu2 = time.time(), cpu_seconds(omni.pid)
+        print(f"first round: all {a.n} backed up {t2 - t0:.1f} s after the apply began; "
+              f"{cpu2 - cpu0:.1f} s omni CPU since")
+
+        # Idle: between the rounds, nothing due.
+        quiet_end = min(first.values()) + a.interval - 2
+        start = time.time() + 2
+        if quiet_end - start >= 5:
+            time.sleep(2)
+            window = min(a.idle, quiet_end - time.time())
+            c0, w0 = cpu_seconds(omni.pid), time.time()
+            time.sleep(window)
+            c1, w1 = cpu_seconds(omni.pid), time.time()
+            print(f"idle CPU: {(c1 - c0) * 100 / (w1 - w0):.2f} % of a core over {w1 - w0:.0f} s")
+        else:
+            print("idle CPU: no quiet window before the second round (raise --interval)")
+
+        # Second round: skew = actual start minus due (newest whole second + interval).
+        deadline = time.time() + a.interval + max(600, a.n * 0.5)
+        while True:
+            st = cl.statuses()
+            done = {c: s for c, s in st.items()
+                    if s.get("status") == 1 and ts(s["lastbackuptime"]) > first.get(c, 0)}
+            if len(done) >= a.n:
+                break
+            if time.time() > deadline:
+                sys.exit(f"second round incomplete: {len(done)}/{a.n}; see {work}")
+            time.sleep(1)
+        skew = [ts(s["lastbackupattempt"]) - (int(first[c]) + a.interval) for c, s in done.items()]
+        print(f"skew of the second round: p50 {pct(skew, 50):.2f} s, p99 {pct(skew, 99):.2f} s, "
+              f"max {max(skew):.2f} s")
+        lat = []
+        for _ in range(5):
+            s0 = time.time()
+            cl.statuses()
+            lat.append(time.time() - s0)
+        print(f"list all {a.n} statuses: median {statistics.median(lat) * 1000:.0f} ms")
+        print(f"RSS: {status_kib(omni.pid, 'VmRSS') // 1024} MiB now, "
+              f"peak {status_kib(omni.pid, 'VmHWM') // 1024} MiB")
+        s0 = time.time()
+        omni.send_signal(signal.SIGTERM)
+        try:
+            omni.wait(timeout=60)
+            print(f"SIGTERM to exit: {time.time() - s0:.1f} s")
+        except subprocess.TimeoutExpired:
+            print("SIGTERM to exit: still running after 60 s")
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
