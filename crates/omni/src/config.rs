@@ -26,9 +26,12 @@ pub struct Flags {
     /// Address of the HTTP API.
     #[arg(long, env = "OMNI_BIND")]
     pub bind: Option<SocketAddr>,
-    /// State backend: `embedded` (durable, under the data dir) or `memory`.
+    /// State backend: `embedded` (durable, under the data dir), `memory`,
+    /// or `etcd` (shared by several replicas; see --state-etcd-*).
     #[arg(long)]
     pub state: Option<String>,
+    #[command(flatten)]
+    pub ha: crate::ha::HaFlags,
     /// Keep backups in S3, configured later by an EtcdBackupS3Configs resource.
     #[arg(long, conflicts_with = "etcd_backup_local_path")]
     pub etcd_backup_s3: bool,
@@ -114,6 +117,12 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub bind: Option<SocketAddr>,
     pub state: Option<String>,
+    pub state_etcd_endpoints: Option<Vec<String>>,
+    pub state_etcd_prefix: Option<String>,
+    pub state_etcd_ca: Option<PathBuf>,
+    pub state_etcd_cert: Option<PathBuf>,
+    pub state_etcd_key: Option<PathBuf>,
+    pub leader_lease_ttl: Option<String>,
     pub etcd_backup_s3: Option<bool>,
     pub etcd_backup_local_path: Option<PathBuf>,
     pub etcd_backup_min_interval: Option<String>,
@@ -145,6 +154,7 @@ pub struct FileConfig {
 pub enum StateKind {
     Embedded,
     Memory,
+    Etcd(crate::ha::EtcdState),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,11 +202,23 @@ impl Config {
             .data_dir
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("omni-data"));
+        let ha_file = crate::ha::HaFile {
+            endpoints: file.state_etcd_endpoints,
+            prefix: file.state_etcd_prefix,
+            ca: file.state_etcd_ca,
+            cert: file.state_etcd_cert,
+            key: file.state_etcd_key,
+            lease_ttl: file.leader_lease_ttl,
+        };
         let state = match flags.state.or(file.state).as_deref().unwrap_or("embedded") {
             "embedded" => StateKind::Embedded,
             "memory" => StateKind::Memory,
-            other => bail!("--state: {other:?} is not one of embedded, memory"),
+            "etcd" => StateKind::Etcd(crate::ha::EtcdState::resolve(&flags.ha, ha_file)?),
+            other => bail!("--state: {other:?} is not one of embedded, memory, etcd"),
         };
+        if !matches!(state, StateKind::Etcd(_)) {
+            flags.ha.refuse_without_etcd()?;
+        }
         let s3 = flags.etcd_backup_s3 || file.etcd_backup_s3.unwrap_or(false);
         let local = flags.etcd_backup_local_path.or(file.etcd_backup_local_path);
         let store = match (s3, local) {

@@ -18,24 +18,16 @@ use omni_controllers::store::{StoreChoice, StoreController, Stores};
 use omni_resources::specs::backup::{EtcdBackupS3ConfigSpec, EtcdBackupSpec};
 use omni_resources::specs::Kind;
 use omni_runtime::Runtime;
-use omni_state::{RedbBackend, State};
+use omni_state::State;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, StateKind, Store};
+use crate::config::{Config, Store};
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-    let state = match config.state {
-        StateKind::Embedded => {
-            let path = config.data_dir.join("state.redb");
-            State::new(
-                RedbBackend::open(&path)
-                    .with_context(|| format!("opening state {}", path.display()))?,
-            )
-        }
-        StateKind::Memory => State::memory(),
-    };
+    let opened = crate::ha::open_state(&config).await?;
+    let state = opened.state.clone();
     let token_path = config.data_dir.join("admin-token");
     if omni_api::auth::bootstrap_admin_token(&state, &token_path).await? {
         // The token itself goes only into the 0600 file, never to logs.
@@ -50,53 +42,59 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Store::Local(dir) => StoreChoice::Local(dir.clone()),
     };
     let stores = Stores::new(choice).context("opening the backup store")?;
-    let mut runtime = Runtime::new(state.clone());
-    runtime.set_drain_deadline(config.shutdown_timeout);
-    let health = runtime.health();
-    runtime.register(Arc::new(StoreController {
-        stores: stores.clone(),
-    }))?;
-    runtime.register(Arc::new(ClusterMachineController))?;
-    runtime.register(Arc::new(ClusterController))?;
-    runtime.register(Arc::new(MachineStatusController {
-        settings: MachineStatusSettings {
-            interval: config.machine_probe_interval,
-            ..MachineStatusSettings::default()
-        },
-    }))?;
-    runtime.register(Arc::new(ClusterMachineStatusController))?;
-    let settings = BackupSettings {
-        schedule: ScheduleSettings {
-            min_interval: config.min_interval,
-            max_interval: config.max_interval,
-            max_jitter: config.jitter,
-        },
-        tick: config.tick,
-        max_concurrent: config.max_concurrent,
-        timeout: config.timeout,
-        retry_backoff: config.retry_backoff,
-        ..BackupSettings::default()
+    let health = Arc::new(omni_runtime::Health::default());
+    // Built afresh for each leadership term, on that term's fenced state.
+    let build_runtime = |state: State| -> anyhow::Result<Runtime> {
+        let mut runtime = Runtime::new(state);
+        runtime.set_drain_deadline(config.shutdown_timeout);
+        // One crash account across leadership terms, for /metrics and /readyz.
+        runtime.set_health(health.clone());
+        runtime.register(Arc::new(StoreController {
+            stores: stores.clone(),
+        }))?;
+        runtime.register(Arc::new(ClusterMachineController))?;
+        runtime.register(Arc::new(ClusterController))?;
+        runtime.register(Arc::new(MachineStatusController {
+            settings: MachineStatusSettings {
+                interval: config.machine_probe_interval,
+                ..MachineStatusSettings::default()
+            },
+        }))?;
+        runtime.register(Arc::new(ClusterMachineStatusController))?;
+        let settings = BackupSettings {
+            schedule: ScheduleSettings {
+                min_interval: config.min_interval,
+                max_interval: config.max_interval,
+                max_jitter: config.jitter,
+            },
+            tick: config.tick,
+            max_concurrent: config.max_concurrent,
+            timeout: config.timeout,
+            retry_backoff: config.retry_backoff,
+            ..BackupSettings::default()
+        };
+        runtime.register(Arc::new(EtcdBackupController::new(
+            stores.clone(),
+            settings,
+        )))?;
+        // Retention and drills share the leases of backups being read.
+        let leases = omni_controllers::leases::BackupLeases::default();
+        runtime.register(Arc::new(
+            omni_controllers::retention::EtcdBackupRetentionController::new(
+                stores.clone(),
+                leases.clone(),
+                config.retention.clone(),
+            ),
+        ))?;
+        runtime.register(Arc::new(
+            omni_controllers::drill::EtcdBackupDrillController::new(
+                stores.clone(),
+                leases,
+                config.drill.clone(),
+            ),
+        ))?;
+        Ok(runtime)
     };
-    runtime.register(Arc::new(EtcdBackupController::new(
-        stores.clone(),
-        settings,
-    )))?;
-    // Retention and drills share the leases of backups being read.
-    let leases = omni_controllers::leases::BackupLeases::default();
-    runtime.register(Arc::new(
-        omni_controllers::retention::EtcdBackupRetentionController::new(
-            stores.clone(),
-            leases.clone(),
-            config.retention.clone(),
-        ),
-    ))?;
-    runtime.register(Arc::new(
-        omni_controllers::drill::EtcdBackupDrillController::new(
-            stores.clone(),
-            leases,
-            config.drill.clone(),
-        ),
-    ))?;
 
     let cancel = CancellationToken::new();
     let source = Arc::new(EtcdBackupSource {
@@ -128,17 +126,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.bind))?;
     tokio::spawn(watch_signals(cancel.clone()));
-    let controllers = tokio::spawn(runtime.run(cancel.clone()));
+    let replica = format!("{}/{}", config.bind, std::process::id());
+    let controllers = crate::ha::run_controllers(&opened, replica, cancel.clone(), build_runtime);
+    let controllers = async {
+        if let Err(e) = controllers.await {
+            tracing::error!(error = %format!("{e:#}"), "controllers failed");
+        }
+    };
     ready.store(true, Ordering::SeqCst);
     tokio::spawn(track_health(health, ready, cancel.clone()));
     tracing::info!(addr = %config.bind, store = stores.name(), data_dir = %config.data_dir.display(), "omni listening");
     let shutdown = cancel.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .context("serving the API")?;
-    cancel.cancel();
-    let _ = controllers.await;
+    let serve = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await });
+    let (served, ()) = tokio::join!(
+        async {
+            let r = serve.await.context("serving the API");
+            cancel.cancel();
+            r
+        },
+        controllers
+    );
+    served?;
     tracing::info!("omni stopped");
     Ok(())
 }
