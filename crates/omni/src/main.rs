@@ -4,6 +4,7 @@
 mod backup_http;
 mod config;
 mod config_ops;
+mod listener;
 mod metrics;
 mod server;
 

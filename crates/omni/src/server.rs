@@ -120,6 +120,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .merge(crate::metrics::router(api.clone()))
         .merge(crate::backup_http::router(api, source));
 
+    // Bad certificate files fail the start, before anything listens.
+    let tls = match &config.transport {
+        crate::listener::Transport::Tls { cert, key } => {
+            Some(Arc::new(crate::listener::server_config(cert, key)?))
+        }
+        crate::listener::Transport::Plain => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;
@@ -127,12 +134,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(watch_signals(cancel.clone()));
     let controllers = tokio::spawn(runtime.run(cancel.clone()));
     ready.store(true, Ordering::SeqCst);
-    tracing::info!(addr = %config.bind, store = stores.name(), data_dir = %config.data_dir.display(), "omni listening");
-    let shutdown = cancel.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .context("serving the API")?;
+    tracing::info!(addr = %config.bind, tls = tls.is_some(), store = stores.name(), data_dir = %config.data_dir.display(), "omni listening");
+    crate::listener::serve(listener, app, tls, cancel.clone()).await?;
     cancel.cancel();
     let _ = controllers.await;
     tracing::info!("omni stopped");
