@@ -192,13 +192,16 @@ async fn delete_waits_for_teardown_and_takes_ids_selectors_and_all() {
     );
 }
 
-/// 1,000 clusters with one Machine and one MachineSetNode each, in one file,
-/// against a server on its default rate limit (50/s, burst 200): this used
-/// to stop at document 265 with 429. Memory state: what is measured is the
-/// API path, not redb's fsyncs.
+/// Clusters with one Machine and one MachineSetNode each, in one file,
+/// against a server on its default rate limit (50/s, burst 200): 3,000
+/// documents used to stop at document 265 with 429. The count is shrunk to
+/// 900 documents (still past the burst and past 265): the server's
+/// controllers reconcile the whole fleet per event, so 3,000 documents take
+/// minutes on a shared 2-core machine whatever the client does.
+/// Memory state: what is measured is the API path, not redb's fsyncs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_thousand_documents_apply_on_default_rate_limits() {
-    const CLUSTERS: usize = 1000;
+async fn many_documents_apply_on_default_rate_limits() {
+    const CLUSTERS: usize = 300;
     let omni = Omni::start(&["--state", "memory"]).await;
     let mut yaml = String::new();
     for i in 0..CLUSTERS {
