@@ -1,6 +1,7 @@
 //! The omni HTTP/JSON API. See `docs/api.md` for the contract.
 
 pub mod auth;
+mod batch;
 mod error;
 pub mod hooks;
 mod openapi;
@@ -156,6 +157,7 @@ impl Api {
             .route("/openapi.json", get(openapi::document))
             .route("/api/v1/resources", post(write::create))
             .route("/api/v1/apply", post(write::apply))
+            .route("/api/v1/apply/batch", post(batch::apply_batch))
             .route("/api/v1/resources/{kind}/{namespace}", get(resources::list))
             .route(
                 "/api/v1/resources/{kind}/{namespace}/{id}",

@@ -59,6 +59,9 @@ pub fn build() -> Value {
         "paths": {
             "/api/v1/resources": {"post": {"operationId": "createResource", "requestBody": body, "responses": with("201", ok(resource.clone()))}},
             "/api/v1/apply": {"post": {"operationId": "applyResource", "requestBody": body, "responses": with("200", ok(json!({"type": "object"})))}},
+            "/api/v1/apply/batch": {"post": {"operationId": "applyBatch", "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": resource}}}}}},
+                "responses": with("200", ok(json!({"type": "object", "properties": {"results": {"type": "array", "items": {"type": "object"}}}})))}},
             "/api/v1/resources/{kind}/{namespace}": {"get": {"operationId": "listResources",
                 "parameters": [path_params(&["kind", "namespace"])[0], path_params(&["kind", "namespace"])[1], selector],
                 "responses": with("200", ok(json!({"type": "object", "properties": {"items": {"type": "array", "items": resource}}})))}},

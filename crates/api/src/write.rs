@@ -17,7 +17,7 @@ use crate::resources::{kind_info, visible};
 use crate::{Api, ApiError};
 
 /// Parses and checks a user-written resource; returns it normalised.
-fn prepare(
+pub(crate) fn prepare(
     api: &Api,
     caller: &Caller,
     body: &[u8],
@@ -174,21 +174,29 @@ pub(crate) async fn apply(
 ) -> Result<Json<Value>, ApiError> {
     let caller = api.caller(&headers).await?;
     let (info, res) = prepare(&api, &caller, &body)?;
-    // Without a pinned version, apply is last-writer-wins: a concurrent
-    // write between our read and our write is retried, not reported.
-    let pinned = res.metadata.version != 0;
-    let mut attempts = 0;
-    let (result, stored) = loop {
-        attempts += 1;
-        match apply_once(&api, res.clone()).await {
-            Err(ApiError::Conflict(_)) if !pinned && attempts < 16 => continue,
-            other => break other?,
-        }
-    };
+    let (result, stored) = apply_with_retry(&api, res).await?;
     tracing::info!(resource = %stored.key(), result, token = %caller.token_id, "applied");
     Ok(Json(
         json!({"result": result, "resource": visible(&caller, info, stored)}),
     ))
+}
+
+/// Applies a prepared resource. Without a pinned version, apply is
+/// last-writer-wins: a concurrent write between our read and our write is
+/// retried, not reported.
+pub(crate) async fn apply_with_retry(
+    api: &Api,
+    res: Resource,
+) -> Result<(&'static str, Resource), ApiError> {
+    let pinned = res.metadata.version != 0;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match apply_once(api, res.clone()).await {
+            Err(ApiError::Conflict(_)) if !pinned && attempts < 16 => continue,
+            other => return other,
+        }
+    }
 }
 
 async fn apply_once(api: &Api, mut res: Resource) -> Result<(&'static str, Resource), ApiError> {

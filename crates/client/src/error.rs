@@ -15,7 +15,16 @@ pub enum ClientError {
     #[error("invalid token: it contains characters not allowed in an HTTP header")]
     InvalidToken,
 
-    /// The server could not be reached (refused, DNS, TLS handshake, ...).
+    /// The CA certificate file given for TLS cannot be used.
+    #[error("invalid CA certificate: {reason}")]
+    InvalidCaCert { reason: String },
+
+    /// The TLS handshake failed: an untrusted or mismatched certificate, or
+    /// a server that does not speak TLS.
+    #[error("TLS handshake with omni at {endpoint} failed: {reason}")]
+    Tls { endpoint: String, reason: String },
+
+    /// The server could not be reached (refused, DNS, ...).
     #[error("cannot reach omni at {endpoint}")]
     Connect {
         endpoint: String,
@@ -101,6 +110,9 @@ impl ClientError {
     pub(crate) fn from_reqwest(endpoint: &str, e: reqwest::Error) -> Self {
         let endpoint = endpoint.to_string();
         let source = e.without_url();
+        if let Some(reason) = tls_reason(&source) {
+            return ClientError::Tls { endpoint, reason };
+        }
         if source.is_connect() {
             ClientError::Connect { endpoint, source }
         } else if source.is_timeout() {
@@ -145,6 +157,49 @@ impl ClientError {
             message,
         }
     }
+}
+
+/// A readable reason for a rustls failure somewhere in `e`'s causes,
+/// rather than the raw rustls enum dump.
+fn tls_reason(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use rustls::{CertificateError, Error as Tls};
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(tls) = rustls_error(c) {
+            let reason = match tls {
+                // A CA with the issuer's name but another key: BadSignature.
+                Tls::InvalidCertificate(
+                    CertificateError::UnknownIssuer | CertificateError::BadSignature,
+                ) => "the server's certificate is not signed by a trusted CA \
+                     (give the CA that signed it with --ca-cert)"
+                    .to_string(),
+                Tls::InvalidCertificate(
+                    CertificateError::NotValidForName
+                    | CertificateError::NotValidForNameContext { .. },
+                ) => "the server's certificate is not valid for this host name".to_string(),
+                Tls::InvalidCertificate(
+                    CertificateError::Expired | CertificateError::ExpiredContext { .. },
+                ) => "the server's certificate has expired".to_string(),
+                Tls::InvalidMessage(_) | Tls::InappropriateMessage { .. } => {
+                    "the server did not answer with TLS (does it serve plain http://?)".to_string()
+                }
+                other => other.to_string(),
+            };
+            return Some(reason);
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// `e` as a rustls error, looking inside (nested) io::Errors, which hide
+/// their payload from `source()`.
+fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    let inner = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    rustls_error(inner)
 }
 
 fn code_for_status(status: u16) -> &'static str {

@@ -30,6 +30,30 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for a whole non-streaming request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// First wait after a 429 without `Retry-After`; doubles per retry.
+const RETRY_FIRST_DELAY: Duration = Duration::from_millis(50);
+/// Longest single wait after a 429, whatever `Retry-After` says.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
+/// Retries of one request answered 429 before giving up.
+const MAX_RETRIES: u32 = 12;
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by omni).
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let value = resp.headers().get(reqwest::header::RETRY_AFTER)?;
+    let secs: f64 = value.to_str().ok()?.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// How the client trusts an `https://` endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// PEM CA certificate(s) to trust instead of the system roots.
+    pub ca_cert_pem: Option<Vec<u8>>,
+    /// Accept any server certificate (testing only: anyone on the path can
+    /// read the token).
+    pub insecure_skip_verify: bool,
+}
+
 /// What `apply` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -136,6 +160,19 @@ impl Client {
     /// than http(s); [`ClientError::InvalidToken`] for a token that cannot be
     /// sent in a header.
     pub fn new(endpoint: &str, token: Option<String>) -> Result<Self, ClientError> {
+        Self::with_tls(endpoint, token, &TlsOptions::default())
+    }
+
+    /// Like [`Client::new`], with the TLS trust of `tls`.
+    ///
+    /// # Errors
+    /// As [`Client::new`]; [`ClientError::InvalidCaCert`] for a CA file
+    /// without a usable PEM certificate.
+    pub fn with_tls(
+        endpoint: &str,
+        token: Option<String>,
+        tls: &TlsOptions,
+    ) -> Result<Self, ClientError> {
         let invalid = |reason: String| ClientError::InvalidEndpoint {
             endpoint: endpoint.to_string(),
             reason,
@@ -158,11 +195,26 @@ impl Client {
                 Ok::<_, ClientError>(v)
             })
             .transpose()?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(concat!("omnictl/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| invalid(e.to_string()))?;
+            .user_agent(concat!("omnictl/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &tls.ca_cert_pem {
+            let bad = |reason: String| ClientError::InvalidCaCert { reason };
+            let certs =
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| bad(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(bad("no PEM certificate in it".into()));
+            }
+            // Like curl --cacert and kubectl: the given CA replaces the system's.
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if tls.insecure_skip_verify {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let http = builder.build().map_err(|e| invalid(e.to_string()))?;
         let endpoint = endpoint.trim_end_matches('/').to_string();
         Ok(Client {
             http,
@@ -224,6 +276,31 @@ impl Client {
         let url = self.url(&["api", "v1", "apply"], &[]);
         self.call(self.request(Method::POST, url).json(resource))
             .await
+    }
+
+    /// Creates or updates several resources in one request, in order. The
+    /// server checks them all before writing any; an error names the first
+    /// bad one as `items[i]`.
+    pub async fn apply_batch(
+        &self,
+        resources: &[Resource],
+    ) -> Result<Vec<ApplyResult>, ClientError> {
+        #[derive(Serialize)]
+        struct Batch<'a> {
+            items: &'a [Resource],
+        }
+        #[derive(Deserialize)]
+        struct Results {
+            results: Vec<ApplyResult>,
+        }
+        let url = self.url(&["api", "v1", "apply", "batch"], &[]);
+        let answer: Results = self
+            .call(
+                self.request(Method::POST, url)
+                    .json(&Batch { items: resources }),
+            )
+            .await?;
+        Ok(answer.results)
     }
 
     /// Destroys a resource. `false` means it is tearing down, waiting for
@@ -307,17 +384,36 @@ impl Client {
         }
     }
 
+    /// Sends `req`; a 429 is retried after the server's `Retry-After`, or
+    /// after a doubling delay, a bounded number of times.
     async fn send(&self, req: RequestBuilder) -> Result<reqwest::Response, ClientError> {
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| ClientError::from_reqwest(&self.endpoint, e))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(resp);
+        let mut req = req;
+        let mut backoff = RETRY_FIRST_DELAY;
+        let mut retries = 0;
+        loop {
+            // Streaming bodies cannot be cloned; they are sent once.
+            let again = (retries < MAX_RETRIES).then(|| req.try_clone()).flatten();
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| ClientError::from_reqwest(&self.endpoint, e))?;
+            let status = resp.status();
+            if status.is_success() {
+                return Ok(resp);
+            }
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                if let Some(next) = again {
+                    let wait = retry_after(&resp).unwrap_or(backoff).min(MAX_RETRY_DELAY);
+                    tokio::time::sleep(wait).await;
+                    backoff = (backoff * 2).min(MAX_RETRY_DELAY);
+                    retries += 1;
+                    req = next;
+                    continue;
+                }
+            }
+            let body = resp.bytes().await.unwrap_or_default();
+            return Err(ClientError::from_body(status.as_u16(), &body));
         }
-        let body = resp.bytes().await.unwrap_or_default();
-        Err(ClientError::from_body(status.as_u16(), &body))
     }
 
     async fn call<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ClientError> {

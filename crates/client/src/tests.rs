@@ -227,3 +227,66 @@ fn token_is_redacted_and_endpoints_validated() {
         Err(ClientError::InvalidToken)
     ));
 }
+
+#[tokio::test]
+async fn https_to_a_plain_http_server_is_named_a_tls_failure() {
+    // Answers whatever comes (a ClientHello here) with plain HTTP.
+    let endpoint = serve_seq(vec![("200 OK", "")]).await;
+    let endpoint = endpoint.replace("http://", "https://");
+    let client = Client::new(&endpoint, None).unwrap();
+    let err = client.list("T", "default", None).await.unwrap_err();
+    let mut chain = format!("{err:?}");
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(&err);
+    while let Some(c) = cause {
+        chain.push_str(&format!("\n-> {c:?}"));
+        cause = c.source();
+    }
+    assert!(matches!(err, ClientError::Tls { .. }), "{chain}");
+    assert!(err.to_string().contains("did not answer with TLS"), "{err}");
+}
+
+/// Answers each connection in turn with the next of `responses` (status,
+/// extra headers); counts the requests.
+async fn serve_seq(responses: Vec<(&'static str, &'static str)>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for (status, headers) in responses {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 8192];
+            let _ = sock.read(&mut buf).await;
+            let body = if status.starts_with("200") {
+                r#"{"items":[]}"#
+            } else {
+                r#"{"error":{"code":"too_many_requests","message":"exceeded 50 requests per second; slow down"}}"#
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\n{headers}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn too_many_requests_is_retried_after_the_servers_delay() {
+    let endpoint = serve_seq(vec![
+        ("429 Too Many Requests", "retry-after: 0\r\n"),
+        ("429 Too Many Requests", ""),
+        ("200 OK", ""),
+    ])
+    .await;
+    let client = Client::new(&endpoint, None).unwrap();
+    let items = client.list("T", "default", None).await.unwrap();
+    assert!(items.is_empty());
+}
+
+#[tokio::test]
+async fn too_many_requests_gives_up_after_bounded_retries() {
+    let endpoint = serve_seq(vec![("429 Too Many Requests", "retry-after: 0\r\n"); 13]).await;
+    let client = Client::new(&endpoint, None).unwrap();
+    let err = client.list("T", "default", None).await.unwrap_err();
+    assert_eq!(err.status(), Some(429), "{err}");
+}

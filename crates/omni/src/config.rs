@@ -108,6 +108,15 @@ pub struct Flags {
     /// Log format: `text` or `json`.
     #[arg(long)]
     pub log_format: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "OMNI_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "OMNI_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback --bind (tokens cross the network in clear).
+    #[arg(long)]
+    pub insecure_http: bool,
 }
 
 /// The config file; every key optional.
@@ -148,6 +157,9 @@ pub struct FileConfig {
     pub etcd_backup_retry_backoff: Option<String>,
     pub log_format: Option<String>,
     pub shutdown_timeout: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub insecure_http: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +196,7 @@ pub struct Config {
     pub retry_backoff: Duration,
     pub json_logs: bool,
     pub shutdown_timeout: Duration,
+    pub transport: crate::listener::Transport,
 }
 
 fn duration(name: &str, value: Option<String>, default: &str) -> anyhow::Result<Duration> {
@@ -291,11 +304,19 @@ impl Config {
             "json" => true,
             other => bail!("--log-format: {other:?} is not one of text, json"),
         };
+        let bind = flags
+            .bind
+            .or(file.bind)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8099)));
+        let transport = crate::listener::Transport::resolve(
+            flags.tls_cert.or(file.tls_cert),
+            flags.tls_key.or(file.tls_key),
+            flags.insecure_http || file.insecure_http.unwrap_or(false),
+            bind,
+        )?;
         Ok(Config {
-            bind: flags
-                .bind
-                .or(file.bind)
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8099))),
+            bind,
+            transport,
             state,
             store,
             min_interval,

@@ -5,6 +5,7 @@ mod backup_http;
 mod config;
 mod config_ops;
 mod ha;
+mod listener;
 mod metrics;
 mod server;
 

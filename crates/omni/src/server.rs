@@ -122,6 +122,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .merge(crate::metrics::router(api.clone(), health.clone()))
         .merge(crate::backup_http::router(api, source));
 
+    // Bad certificate files fail the start, before anything listens.
+    let tls = match &config.transport {
+        crate::listener::Transport::Tls { cert, key } => {
+            Some(Arc::new(crate::listener::server_config(cert, key)?))
+        }
+        crate::listener::Transport::Plain => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;
@@ -135,13 +142,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     ready.store(true, Ordering::SeqCst);
     tokio::spawn(track_health(health, ready, cancel.clone()));
-    tracing::info!(addr = %config.bind, store = stores.name(), data_dir = %config.data_dir.display(), "omni listening");
-    let shutdown = cancel.clone();
-    let serve = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await });
+    tracing::info!(addr = %config.bind, tls = tls.is_some(), store = stores.name(), data_dir = %config.data_dir.display(), "omni listening");
     let (served, ()) = tokio::join!(
         async {
-            let r = serve.await.context("serving the API");
+            let r = crate::listener::serve(listener, app, tls, cancel.clone()).await;
             cancel.cancel();
             r
         },

@@ -32,6 +32,15 @@ pub struct GlobalArgs {
     /// Config file [env: OMNICTL_CONFIG] [default: $XDG_CONFIG_HOME/omnictl/config.yaml]
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Context of the config file to use [env: OMNICTL_CONTEXT]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// PEM CA certificate to trust for an https:// endpoint [env: OMNICTL_CA_CERT]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Do not verify the server's certificate (insecure) [env: OMNICTL_INSECURE_SKIP_TLS_VERIFY]
+    #[arg(long, global = true)]
+    pub insecure_skip_tls_verify: bool,
 }
 
 /// The subcommands. New command groups (`cluster template ...`,
@@ -41,9 +50,9 @@ pub struct GlobalArgs {
 pub enum Command {
     /// List resources of a type, or get one by id
     Get(GetArgs),
-    /// Create or update resources from a multi-document YAML file
+    /// Create or update resources from multi-document YAML files or directories
     Apply(ApplyArgs),
-    /// Delete a resource
+    /// Delete resources by id, selector or --all, and wait until they are gone
     Delete(DeleteArgs),
     /// Manage API tokens (admins only)
     #[command(subcommand)]
@@ -57,6 +66,17 @@ pub enum Command {
     /// Manage clusters
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Print a shell completion script, e.g. `source <(omnictl completion bash)`
+    Completion {
+        /// Shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (omnictl.1 and one per subcommand) into a directory
+    Man {
+        /// Output directory (created when missing)
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -90,9 +110,11 @@ pub struct GetArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ApplyArgs {
-    /// YAML file with one or more resources ('-' for stdin)
-    #[arg(short, long, value_name = "FILE")]
-    pub file: PathBuf,
+    /// YAML file(s) with one or more resources, or directories (their
+    /// *.yaml, *.yml, *.json, recursively, in name order); '-' for stdin.
+    /// Repeat -f or list several after it.
+    #[arg(short, long = "file", value_name = "FILE", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
     /// Parse and check the documents without sending them
     #[arg(long)]
     pub dry_run: bool,
@@ -103,11 +125,25 @@ pub struct DeleteArgs {
     /// Resource type: full name or alias
     #[arg(value_name = "TYPE")]
     pub kind: String,
-    /// Resource id
-    pub id: String,
+    /// Resource ids (all must exist)
+    #[arg(value_name = "ID", required_unless_present_any = ["all", "selector"])]
+    pub ids: Vec<String>,
+    /// Delete every resource of the type
+    #[arg(long, conflicts_with_all = ["ids", "selector"])]
+    pub all: bool,
+    /// Delete the resources matching a label selector, e.g. omni.sidero.dev/cluster=c1
+    #[arg(short = 'l', long, value_name = "k=v,...", conflicts_with = "ids")]
+    pub selector: Option<String>,
     /// Namespace [default: the type's namespace]
     #[arg(short, long)]
     pub namespace: Option<String>,
+    /// Wait until the resources are gone, finalizers and all (--wait=false to return at once)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true", value_name = "BOOL")]
+    pub wait: bool,
+    /// How long to wait, as a Go duration
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    pub timeout: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,10 +171,26 @@ pub enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Write --endpoint and/or --token into the config file (an empty value removes it)
+    /// Write --endpoint, --token, --ca-cert, --insecure-skip-tls-verify into the
+    /// config file, in the current context if any (an empty value removes it)
     Set,
-    /// Print the config file, token redacted
+    /// Print the config file, tokens redacted
     Show,
+    /// List the contexts; the current one is marked with *
+    Contexts,
+    /// Make a context the current one
+    UseContext {
+        /// Context name
+        name: String,
+    },
+    /// Add or replace a context from --endpoint, --token, --ca-cert, --insecure-skip-tls-verify
+    AddContext {
+        /// Context name
+        name: String,
+        /// Also make it the current context
+        #[arg(long = "use")]
+        use_it: bool,
+    },
 }
 
 #[cfg(test)]

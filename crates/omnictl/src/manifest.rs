@@ -51,8 +51,7 @@ fn split(text: &str) -> Vec<Chunk> {
     for (i, line) in text.split_inclusive('\n').enumerate() {
         if is_separator(line) {
             // Keep what follows `---` on its line, at its column.
-            let mut text = "\n".repeat(i);
-            text.push_str("   ");
+            let mut text = String::from("   ");
             text.push_str(&line[3..]);
             chunks.push(Chunk { line: i + 1, text });
         } else if let Some(last) = chunks.last_mut() {
@@ -72,21 +71,28 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<Document>> {
     for (i, chunk) in split(text).into_iter().enumerate() {
         let number = i + 1;
         // The line of the first content, for errors without a position.
+        // Chunks are parsed alone (padding each with the lines before it
+        // made big files quadratic); parser lines are shifted back here.
+        let offset = chunk.line - 1;
         let line = chunk
             .text
             .lines()
             .enumerate()
-            .skip(chunk.line - 1)
             .find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-            .map_or(chunk.line, |(n, _)| n + 1);
+            .map_or(chunk.line, |(n, _)| n + 1 + offset);
         let at = |msg: String| anyhow!("document {number} (line {line}): {msg}");
         let parsed: Option<Resource> = serde_yaml_ng::from_str(&chunk.text).map_err(|e| {
             // The parser leaves out positions at the very start of the input.
-            let msg = e.to_string();
-            if msg.contains(" at line ") {
-                anyhow!("document {number}: {msg}")
-            } else {
-                at(msg)
+            match (e.location(), e.to_string()) {
+                (Some(loc), msg) if msg.contains(" at line ") => {
+                    let base = &msg[..msg.rfind(" at line ").unwrap_or(msg.len())];
+                    anyhow!(
+                        "document {number}: {base} at line {} column {}",
+                        loc.line() + offset,
+                        loc.column()
+                    )
+                }
+                (_, msg) => at(msg),
             }
         })?;
         let Some(mut resource) = parsed else { continue };

@@ -19,5 +19,5 @@ pub use bins::{etcd_bins, s3s_bin, EtcdBins};
 pub use error::{Error, Result};
 pub use etcd::{EtcdCluster, EtcdMember};
 pub use s3::S3Server;
-pub use tls::TlsPem;
+pub use tls::{write_server_certs, TlsPem};
 pub use wait::{free_port, wait_until};

@@ -118,3 +118,11 @@ pub(crate) fn connect_options(tls: Option<&TlsPem>) -> ConnectOptions {
         None => opts,
     }
 }
+
+/// Writes a fresh CA (`ca.crt`) and a server certificate and key valid for
+/// `127.0.0.1` and `localhost` (`server.crt`, `server.key`) into `dir`;
+/// returns the three paths in that order.
+pub fn write_server_certs(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let tls = generate(dir)?;
+    Ok((tls.ca_file, tls.cert_file, tls.key_file))
+}

@@ -2,6 +2,7 @@
 
 mod apply;
 mod cluster_template;
+mod completion;
 mod config;
 mod delete;
 mod etcd_backup;
@@ -11,7 +12,7 @@ mod token;
 use std::io::Write;
 
 use anyhow::Context as _;
-use omni_client::Client;
+use omni_client::{Client, TlsOptions};
 
 use crate::args::{Cli, ClusterCommand, Command, GlobalArgs};
 use crate::config::{process_env, ConfigLocation, Settings};
@@ -28,11 +29,24 @@ impl Context {
         Context { global, location }
     }
 
-    /// A client for the resolved endpoint and token.
+    /// A client for the resolved endpoint, token and TLS trust.
     pub fn client(&self) -> anyhow::Result<Client> {
         let file = self.location.load()?;
-        let settings = Settings::resolve(&self.global, &process_env, &file);
-        Client::new(&settings.endpoint, settings.token).context("cannot set up the API client")
+        let base = self.location.path.as_deref().and_then(|p| p.parent());
+        let settings = Settings::resolve(&self.global, &process_env, &file, base)?;
+        let ca_cert_pem = match &settings.ca_cert {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read CA certificate {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let tls = TlsOptions {
+            ca_cert_pem,
+            insecure_skip_verify: settings.insecure_skip_tls_verify,
+        };
+        Client::with_tls(&settings.endpoint, settings.token, &tls)
+            .context("cannot set up the API client")
     }
 }
 
@@ -49,6 +63,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Cluster(ClusterCommand::Template(args)) => {
             cluster_template::run(&ctx, &args, out).await
         }
+        Command::Completion { shell } => completion::completion(shell, out),
+        Command::Man { dir } => completion::man(&dir, out),
     }
 }
 
