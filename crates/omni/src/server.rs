@@ -118,7 +118,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .clone()
         .router()
         .merge(crate::metrics::router(api.clone()))
-        .merge(crate::backup_http::router(api, source));
+        .merge(crate::backup_http::router(api.clone(), source.clone()));
+    let app = omni_console::router(api, source, app);
 
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
