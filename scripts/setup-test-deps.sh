@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs, idempotently: protoc (build of etcd-client),
+# chromium + chromedriver (the console's browser tests),
 # etcd 3.5 + etcdctl + etcdutl (from Debian trixie, unpacked into a cache dir),
 # and s3s-fs 0.14.1 (a real S3 server, built with cargo install --locked).
 # Fast when everything is already present. Prints the env lines tests read.
@@ -32,6 +33,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
   apt_update_once
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# --- headless Chromium and chromedriver: the console's browser tests --------
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+  log "installing chromium and chromium-driver"
+  apt_update_once
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
 # --- etcd 3.5 from trixie -------------------------------------------------
@@ -71,4 +79,6 @@ export OMNI_TEST_ETCDCTL_BIN=$ETCD_DIR/usr/bin/etcdctl
 export OMNI_TEST_ETCDUTL_BIN=$ETCD_DIR/usr/bin/etcdutl
 export OMNI_TEST_S3S_BIN=$S3_ROOT/bin/s3s-fs
 export PROTOC=$(command -v protoc)
+export OMNI_TEST_CHROMEDRIVER=$(command -v chromedriver)
+export OMNI_TEST_CHROMIUM=$(command -v chromium)
 ENV

@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(scripts/setup-test-deps.sh)"
 export PROTOC OMNI_TEST_ETCD_BIN OMNI_TEST_ETCDCTL_BIN OMNI_TEST_ETCDUTL_BIN OMNI_TEST_S3S_BIN
+export OMNI_TEST_CHROMEDRIVER OMNI_TEST_CHROMIUM
 cargo build --workspace --bins
 # Bounded fuzzing of the HTTP API from its OpenAPI document: no 5xx, no panic.
 scripts/fuzz-api.sh
