@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs, idempotently: etcd 3.5 + etcdctl +
 # etcdutl (from Debian trixie, unpacked into a cache dir), s3s-fs 0.14.1 (a
-# real S3 server, built with cargo install --locked), age and zstd. Not protoc:
+# real S3 server, built with cargo install --locked), age and zstd, and
+# chromium + chromedriver (the console's browser tests). Not protoc:
 # the build finds its own (.cargo/config.toml).
 # Fast when everything is already present. Prints the env lines tests read.
 set -euo pipefail
@@ -26,6 +27,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
   apt_update_once
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# --- headless Chromium and chromedriver: the console's browser tests --------
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+  log "installing chromium and chromium-driver"
+  apt_update_once
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
 # --- etcd 3.5 from trixie -------------------------------------------------
@@ -61,4 +69,6 @@ export OMNI_TEST_ETCD_BIN=$ETCD_DIR/usr/bin/etcd
 export OMNI_TEST_ETCDCTL_BIN=$ETCD_DIR/usr/bin/etcdctl
 export OMNI_TEST_ETCDUTL_BIN=$ETCD_DIR/usr/bin/etcdutl
 export OMNI_TEST_S3S_BIN=$S3_ROOT/bin/s3s-fs
+export OMNI_TEST_CHROMEDRIVER=$(command -v chromedriver)
+export OMNI_TEST_CHROMIUM=$(command -v chromium)
 ENV

@@ -120,7 +120,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .clone()
         .router()
         .merge(crate::metrics::router(api.clone(), health.clone()))
-        .merge(crate::backup_http::router(api, source));
+        .merge(crate::backup_http::router(api.clone(), source.clone()));
+    let app = omni_console::router(api, source, app);
 
     // Bad certificate files fail the start, before anything listens.
     let tls = match &config.transport {
