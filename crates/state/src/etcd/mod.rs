@@ -69,6 +69,9 @@ impl EtcdOptions {
     }
 }
 
+/// How long a request is retried while the store is unavailable.
+const RETRY_FOR: Duration = Duration::from_secs(3);
+
 /// State backend on etcd.
 pub struct EtcdBackend {
     client: Client,
@@ -189,6 +192,30 @@ impl EtcdBackend {
         format!("{}/{}", self.prefix, fence.key)
     }
 
+    /// Runs `op`, retrying for a moment while the store is unavailable: a
+    /// member just went away and the client has not moved to another yet.
+    /// A retried compare-and-swap is safe: if the first try committed, the
+    /// retry's compare fails and the caller sees a conflict.
+    async fn retry<T, F, Fut>(&self, mut op: F) -> Result<T, StateError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + RETRY_FOR;
+        let mut wait = Duration::from_millis(50);
+        loop {
+            let err = match op(self.client.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e) => etcd_error(e),
+            };
+            if !err.is_unavailable() || tokio::time::Instant::now() + wait > deadline {
+                return Err(err);
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(500));
+        }
+    }
+
     pub(crate) fn client(&self) -> Client {
         self.client.clone()
     }
@@ -215,24 +242,34 @@ impl EtcdBackend {
                 f.revision,
             ));
         }
-        let mut client = self.client.clone();
-        let resp = client
-            .txn(Txn::new().when(when).and_then([op]))
-            .await
-            .map_err(etcd_error)?;
+        let txn = Txn::new().when(when).and_then([op]);
+        let resp = self
+            .retry(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
         if resp.succeeded() {
             return Ok(());
         }
         if let Some(f) = fence {
-            let leader = client
-                .get(self.fence_key(f), None)
-                .await
-                .map_err(etcd_error)?;
+            let fk = self.fence_key(f);
+            let leader = self
+                .retry(|mut c| {
+                    let fk = fk.clone();
+                    async move { c.get(fk, None).await }
+                })
+                .await?;
             if leader.kvs().first().map(|kv| kv.create_revision()) != Some(f.revision) {
                 return Err(StateError::Fenced(key.clone()));
             }
         }
-        let current = client.get(k, None).await.map_err(etcd_error)?;
+        let current = self
+            .retry(|mut c| {
+                let k = k.clone();
+                async move { c.get(k, None).await }
+            })
+            .await?;
         let found = current
             .kvs()
             .first()
@@ -250,11 +287,13 @@ impl EtcdBackend {
 #[async_trait]
 impl Backend for EtcdBackend {
     async fn get(&self, key: &ResourceKey) -> Result<Option<Resource>, StateError> {
-        let mut client = self.client.clone();
-        let resp = client
-            .get(self.key(&key.namespace, &key.kind, &key.id), None)
-            .await
-            .map_err(etcd_error)?;
+        let k = self.key(&key.namespace, &key.kind, &key.id);
+        let resp = self
+            .retry(|mut c| {
+                let k = k.clone();
+                async move { c.get(k, None).await }
+            })
+            .await?;
         resp.kvs()
             .first()
             .map(|kv| decode(kv.value(), kv.version()))
@@ -262,14 +301,13 @@ impl Backend for EtcdBackend {
     }
 
     async fn list(&self, namespace: &str, kind: &str) -> Result<Vec<Resource>, StateError> {
-        let mut client = self.client.clone();
-        let resp = client
-            .get(
-                self.key(namespace, kind, ""),
-                Some(GetOptions::new().with_prefix()),
-            )
-            .await
-            .map_err(etcd_error)?;
+        let k = self.key(namespace, kind, "");
+        let resp = self
+            .retry(|mut c| {
+                let k = k.clone();
+                async move { c.get(k, Some(GetOptions::new().with_prefix())).await }
+            })
+            .await?;
         // etcd returns keys in byte order, which is ID order.
         resp.kvs()
             .iter()
