@@ -118,7 +118,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .clone()
         .router()
         .merge(crate::metrics::router(api.clone()))
-        .merge(crate::backup_http::router(api, source));
+        .merge(crate::backup_http::router(api, source))
+        // The merged routes answer errors in the documented JSON too.
+        .layer(axum::middleware::map_response(omni_api::json_errors));
 
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
