@@ -1,6 +1,7 @@
 //! API errors and their one mapping to HTTP status codes.
 
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use omni_resources::ValidationError;
 use omni_state::StateError;
@@ -82,4 +83,65 @@ impl IntoResponse for ApiError {
         let body = json!({"error": {"code": code, "message": self.to_string()}});
         (status, axum::Json(body)).into_response()
     }
+}
+
+/// The code of the documented error body for a status.
+fn code_for(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::UNAUTHORIZED => "unauthenticated",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        s if s.is_server_error() => "internal",
+        _ => "invalid",
+    }
+}
+
+/// Longest plain-text error body carried over into the JSON message.
+const MAX_TEXT: usize = 4096;
+
+/// Middleware (`axum::middleware::map_response`): an error that a layer or
+/// an extractor answered in plain text (the body limit's 413, a malformed
+/// path, an unknown method) becomes the documented JSON error, so that a
+/// client can always read `error.code`.
+pub async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!(
+            "request body is larger than {} bytes",
+            crate::MAX_BODY_BYTES
+        )
+    } else {
+        let text = axum::body::to_bytes(body, MAX_TEXT)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .unwrap_or_default();
+        if text.is_empty() {
+            status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_ascii_lowercase()
+        } else {
+            text
+        }
+    };
+    let body = json!({"error": {"code": code_for(status), "message": message}});
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(body.to_string()))
 }

@@ -21,7 +21,7 @@ use axum::Router;
 use omni_resources::specs::ValidationContext;
 use omni_state::State;
 
-pub use error::ApiError;
+pub use error::{json_errors, ApiError};
 pub use ratelimit::RateLimit;
 
 /// Largest request body accepted; resources are small.
@@ -169,6 +169,7 @@ impl Api {
             .route("/api/v1/tokens", post(tokens::create))
             .route("/api/v1/tokens/{id}", delete(tokens::revoke))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .layer(axum::middleware::map_response(json_errors))
             .with_state(self)
     }
 }

@@ -143,6 +143,11 @@ async fn bad_input_is_rejected_with_the_field_named_and_changes_nothing() {
         ("owner set", Some(json!({"metadata": {"type": "cluster", "id": "c9", "owner": "me"}, "spec": {}}).to_string()), StatusCode::BAD_REQUEST, "metadata.owner"),
         ("bad label", Some(json!({"metadata": {"type": "cluster", "id": "c9", "labels": {"a b": "c"}}, "spec": {}}).to_string()), StatusCode::BAD_REQUEST, "metadata.labels"),
         ("interval too short", Some(json!({"metadata": {"type": "cluster", "id": "c1"}, "spec": {"backupconfiguration": {"interval": {"seconds": 1800}}}}).to_string()), StatusCode::BAD_REQUEST, "backup interval must be greater than 1h0m0s, actual 30m0s"),
+        ("duplicate spec key", Some(r#"{"metadata": {"type": "cluster", "id": "c1"}, "spec": {"talosversion": "1.5.5", "talosversion": "1.6.0"}}"#.into()), StatusCode::BAD_REQUEST, "spec: duplicate key \"talosversion\""),
+        ("duplicate nested key", Some(r#"{"metadata": {"type": "cluster", "id": "c1"}, "spec": {"backupconfiguration": {"interval": {"seconds": 3600}, "interval": {"seconds": 7200}}}}"#.into()), StatusCode::BAD_REQUEST, "duplicate key \"interval\""),
+        ("duplicate metadata key", Some(r#"{"metadata": {"type": "cluster", "id": "c1", "id": "c2"}, "spec": {}}"#.into()), StatusCode::BAD_REQUEST, "duplicate field `id`"),
+        ("duplicate label", Some(r#"{"metadata": {"type": "cluster", "id": "c1", "labels": {"a": "1", "a": "2"}}, "spec": {}}"#.into()), StatusCode::BAD_REQUEST, "metadata.labels: duplicate key \"a\""),
+        ("zero interval", Some(json!({"metadata": {"type": "cluster", "id": "c1"}, "spec": {"backupconfiguration": {"interval": {"seconds": 0}}}}).to_string()), StatusCode::BAD_REQUEST, "spec.backupconfiguration.interval: backup interval must be greater than 1h0m0s, actual 0s"),
         ("controller-owned type", Some(json!({"metadata": {"type": "etcdbackupstatus", "id": "c1"}, "spec": {}}).to_string()), StatusCode::FORBIDDEN, "written only by EtcdBackupController"),
         ("external type", Some(json!({"metadata": {"type": "etcdbackup", "id": "c1-1"}, "spec": {}}).to_string()), StatusCode::FORBIDDEN, "cannot be written"),
         ("manual backup in the past", Some(json!({"metadata": {"type": "etcdmanualbackup", "id": "c1"}, "spec": {"backupat": {"seconds": 1000, "nanos": 0}}}).to_string()), StatusCode::BAD_REQUEST, "backup time must not be more than 1 minute in the past"),
@@ -303,7 +308,7 @@ async fn update_needs_the_version_read_and_delete_honours_finalizers() {
 async fn oversized_body_is_refused() {
     let f = fixture().await;
     let big = json!({"metadata": {"type": "cluster", "id": "c1"}, "spec": {"installimage": "x".repeat(2 * 1024 * 1024)}});
-    let (s, _) = f
+    let (s, v) = f
         .call(
             Method::POST,
             "/api/v1/apply",
@@ -312,6 +317,9 @@ async fn oversized_body_is_refused() {
         )
         .await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    // The documented JSON error, like every other error.
+    assert_eq!(v["error"]["code"], "too_large", "{v}");
+    assert!(message(&v).contains("1048576 bytes"), "{v}");
     assert!(f
         .state
         .get_opt(&omni_resources::meta::ResourceKey::new(

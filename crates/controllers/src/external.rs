@@ -5,10 +5,12 @@ use omni_api::hooks::ExternalSource;
 use omni_api::ApiError;
 use omni_backup::keys::candidate_keys;
 use omni_backup::BackupObject;
+use omni_resources::meta::ResourceKey;
 use omni_resources::specs::backup::EtcdBackupSpec;
+use omni_resources::specs::cluster::ClusterSpec;
 use omni_resources::specs::Kind;
 use omni_resources::{
-    LabelSelector, Resource, Timestamp, LABEL_CLUSTER, LABEL_CLUSTER_UUID, NS_EXTERNAL,
+    LabelSelector, Resource, Timestamp, LABEL_CLUSTER, LABEL_CLUSTER_UUID, NS_DEFAULT, NS_EXTERNAL,
 };
 use omni_state::State;
 
@@ -50,6 +52,38 @@ pub fn parse_backup_id(id: &str) -> Result<(&str, i64), ApiError> {
         })
 }
 
+/// The cluster a listing asks for. Like the reference, exactly one kind of
+/// term is understood, `omni.sidero.dev/cluster=<cluster>`; anything else
+/// is refused rather than silently matching nothing.
+pub fn cluster_of(selector: &LabelSelector) -> Result<&str, ApiError> {
+    let mut cluster = None;
+    for (key, op, value) in selector.terms() {
+        match (key, op, value) {
+            (LABEL_CLUSTER, "=", Some("")) => {
+                return Err(ApiError::Invalid(format!(
+                    "empty value for {LABEL_CLUSTER:?} is not supported"
+                )))
+            }
+            (LABEL_CLUSTER, "=", Some(v)) if cluster.is_none_or(|c| c == v) => cluster = Some(v),
+            _ => {
+                let term = match value {
+                    Some(v) => format!("{key}{op}{v}"),
+                    None if op == "exists" => key.to_string(),
+                    None => format!("!{key}"),
+                };
+                return Err(ApiError::Invalid(format!(
+                    "unsupported label query term {term:?}: only {LABEL_CLUSTER}=<cluster> is supported"
+                )));
+            }
+        }
+    }
+    cluster.ok_or_else(|| {
+        ApiError::Invalid(format!(
+            "cluster ID must be specified in query: use --selector {LABEL_CLUSTER}=<cluster>"
+        ))
+    })
+}
+
 impl EtcdBackupSource {
     /// The object key of a backup ID, checked against the store: the
     /// reference's spelling, else the one earlier versions wrote.
@@ -88,12 +122,15 @@ impl EtcdBackupSource {
 #[async_trait]
 impl ExternalSource for EtcdBackupSource {
     async fn list(&self, _kind: &str, selector: &LabelSelector) -> Result<Vec<Resource>, ApiError> {
-        let cluster = selector.required_value(LABEL_CLUSTER).ok_or_else(|| {
-            ApiError::Invalid(format!(
-                "cluster ID must be specified in query: use --selector {LABEL_CLUSTER}=<cluster>"
-            ))
-        })?;
+        let cluster = cluster_of(selector)?;
         let Some(data) = data::find(&self.state, cluster).await? else {
+            // An empty table would make a typo look like "no backups".
+            let key = ResourceKey::new(NS_DEFAULT, ClusterSpec::TYPE, cluster);
+            if self.state.get_opt(&key).await?.is_none() {
+                return Err(ApiError::NotFound(format!(
+                    "cluster {cluster:?} does not exist"
+                )));
+            }
             return Ok(Vec::new());
         };
         let store = self.stores.current().map_err(ApiError::Unavailable)?;
@@ -134,6 +171,43 @@ impl ExternalSource for EtcdBackupSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listing_takes_exactly_one_cluster_term() {
+        let cluster = |s: &str| {
+            cluster_of(&LabelSelector::parse(s).unwrap())
+                .map(str::to_string)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(cluster("omni.sidero.dev/cluster=c1"), Ok("c1".into()));
+        assert_eq!(
+            cluster("omni.sidero.dev/cluster=c1,omni.sidero.dev/cluster==c1"),
+            Ok("c1".into())
+        );
+        assert_eq!(
+            cluster("omni.sidero.dev/cluster="),
+            Err("empty value for \"omni.sidero.dev/cluster\" is not supported".into())
+        );
+        for (sel, term) in [
+            ("omni.sidero.dev/cluster=c1,foo", "foo"),
+            ("omni.sidero.dev/cluster=c1,!foo", "!foo"),
+            ("omni.sidero.dev/cluster!=c1", "omni.sidero.dev/cluster!=c1"),
+            (
+                "omni.sidero.dev/cluster=c1,omni.sidero.dev/cluster=c2",
+                "omni.sidero.dev/cluster=c2",
+            ),
+            ("cluster=c1", "cluster=c1"),
+        ] {
+            let err = cluster(sel).unwrap_err();
+            assert!(
+                err.starts_with(&format!("unsupported label query term {term:?}")),
+                "{sel}: {err}"
+            );
+        }
+        assert!(cluster("")
+            .unwrap_err()
+            .starts_with("cluster ID must be specified in query"));
+    }
 
     #[test]
     fn backup_ids_split_at_the_last_dash() {

@@ -120,7 +120,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .clone()
         .router()
         .merge(crate::metrics::router(api.clone(), health.clone()))
-        .merge(crate::backup_http::router(api.clone(), source.clone()));
+        .merge(crate::backup_http::router(api.clone(), source.clone()))
+        // The merged routes answer errors in the documented JSON too; the
+        // console (merged after) keeps its own HTML error pages.
+        .layer(axum::middleware::map_response(omni_api::json_errors));
     let app = omni_console::router(api, source, app);
 
     // Bad certificate files fail the start, before anything listens.

@@ -376,6 +376,41 @@ async fn single_member_cluster_and_checks_against_the_server() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("document 2: kind: unknown kind \"ControlPlanes\"; expected Cluster, ControlPlane or Workers"), "{}", stderr(&out));
 
+    // A valid file is valid offline too; the machine checks that need the
+    // server are skipped with a note, or required with --online.
+    let good = omni.write_file("good.yaml", &one);
+    let offline = |extra: &[&str]| {
+        let mut args = vec![
+            "--endpoint",
+            "http://127.0.0.1:1",
+            "cluster",
+            "template",
+            "validate",
+            "-f",
+            path_str(&good),
+        ];
+        args.extend_from_slice(extra);
+        omni.ctl(&args)
+    };
+    let out = offline(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!("template {} is valid\n", path_str(&good))
+    );
+    assert!(
+        stderr(&out).contains("machines not checked against omni"),
+        "{}",
+        stderr(&out)
+    );
+    let out = offline(&["--online"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot check the template's machines against omni (--online)"),
+        "{}",
+        stderr(&out)
+    );
+
     // An interval outside the server's bounds is refused by the server;
     // sync stops at the cluster, before anything else is created.
     let short = omni.write_file(

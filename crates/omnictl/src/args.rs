@@ -43,9 +43,7 @@ pub struct GlobalArgs {
     pub insecure_skip_tls_verify: bool,
 }
 
-/// The subcommands. New command groups (`cluster template ...`,
-/// `etcd-backup download ...`) are added here as variants with their own
-/// module under `commands/`.
+/// The subcommands; each has its module under `commands/`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List resources of a type, or get one by id
@@ -266,7 +264,7 @@ pub struct RestoreArgs {
     /// Backup id (talos-default-1702166400) or snapshot name; restore every member from the same one
     #[arg(long, conflicts_with = "latest")]
     pub snapshot: Option<String>,
-    /// The newest backup (the default)
+    /// The newest backup (one of --snapshot or --latest is required)
     #[arg(long)]
     pub latest: bool,
     /// The member's new data dir (must not exist or be empty)
@@ -338,6 +336,9 @@ pub struct ExportKeyArgs {
     /// Output file (written with mode 0600)
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Overwrite the output file if it exists
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -357,8 +358,12 @@ pub struct TemplateArgs {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum TemplateCommand {
-    /// Check the template: every problem, with its document and field
-    Validate,
+    /// Check the template: every problem, with its document and field (offline; machines are checked when omni is reachable)
+    Validate {
+        /// Require the machine checks against the server (fail when omni cannot be reached)
+        #[arg(long)]
+        online: bool,
+    },
     /// Show what a sync would change, as a unified diff per resource
     Diff,
     /// Create, update and delete resources so the cluster matches the template

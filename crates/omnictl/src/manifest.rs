@@ -204,6 +204,22 @@ spec:
     }
 
     #[test]
+    fn duplicate_keys_are_refused_everywhere_naming_the_key() {
+        let spec = "metadata:\n  type: cluster\n  id: a\nspec:\n  talosversion: 1.5.5\n  talosversion: 1.6.0\n";
+        let err = parse(spec).unwrap_err().to_string();
+        assert!(err.contains("duplicate key \"talosversion\""), "{err}");
+        let nested = "metadata:\n  type: cluster\n  id: a\nspec:\n  backupconfiguration:\n    interval: {seconds: 3600}\n    interval: {seconds: 1}\n";
+        let err = parse(nested).unwrap_err().to_string();
+        assert!(err.contains("duplicate key \"interval\""), "{err}");
+        let label = "metadata:\n  type: cluster\n  id: a\n  labels:\n    k: x\n    k: y\n";
+        let err = parse(label).unwrap_err().to_string();
+        assert!(err.contains("duplicate key \"k\""), "{err}");
+        let meta = "metadata:\n  type: cluster\n  id: a\n  id: b\n";
+        let err = parse(meta).unwrap_err().to_string();
+        assert!(err.contains("duplicate field `id`"), "{err}");
+    }
+
+    #[test]
     fn semantic_errors_name_document_and_line() {
         let err = parse("metadata:\n  type: nosuchthing\n  id: a\n")
             .unwrap_err()

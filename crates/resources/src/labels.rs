@@ -80,6 +80,17 @@ impl LabelSelector {
         })
     }
 
+    /// Every term as `(key, operator, value)`; the operator is `=`, `!=`,
+    /// `exists` or `!exists` (the last two without a value).
+    pub fn terms(&self) -> impl Iterator<Item = (&str, &'static str, Option<&str>)> {
+        self.terms.iter().map(|t| match t {
+            Term::Equals(k, v) => (k.as_str(), "=", Some(v.as_str())),
+            Term::NotEquals(k, v) => (k.as_str(), "!=", Some(v.as_str())),
+            Term::Exists(k) => (k.as_str(), "exists", None),
+            Term::NotExists(k) => (k.as_str(), "!exists", None),
+        })
+    }
+
     /// The value the selector requires for `key` with `=`, if any.
     pub fn required_value(&self, key: &str) -> Option<&str> {
         self.terms.iter().find_map(|t| match t {

@@ -9,6 +9,7 @@ pub mod labels;
 pub mod meta;
 pub mod retention;
 pub mod specs;
+pub mod unique;
 pub mod validate;
 
 pub use kinds::{registry, Column, TypeInfo, Writer};

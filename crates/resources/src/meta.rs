@@ -84,9 +84,17 @@ pub struct Metadata {
     pub owner: String,
     #[serde(default)]
     pub phase: Phase,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::unique::string_map"
+    )]
     pub labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::unique::string_map"
+    )]
     pub annotations: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub finalizers: Vec<String>,
@@ -102,7 +110,7 @@ pub struct Metadata {
 #[serde(deny_unknown_fields)]
 pub struct Resource {
     pub metadata: Metadata,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::unique::value")]
     pub spec: serde_json::Value,
 }
 

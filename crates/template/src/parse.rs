@@ -244,7 +244,21 @@ fn parse_cluster(doc: &mut Doc<'_>, value: Value) -> Option<ClusterTemplate> {
         doc.problem("name", e.message);
     }
     let kubernetes_version = version(doc, "kubernetes.version", &raw.kubernetes.version);
+    let checked = doc.problems.len();
     let talos_version = version(doc, "talos.version", &raw.talos.version);
+    // The reference's rules and wording: templates write Talos versions with
+    // their `v`, and disk encryption came with Talos 1.5. One problem per
+    // field: a version that is no version at all is reported as such.
+    let talos_ok = doc.problems.len() == checked;
+    if talos_ok && !raw.talos.version.starts_with('v') {
+        doc.problem("talos.version", "version should start with 'v'");
+    }
+    if talos_ok && raw.features.disk_encryption && before_1_5(&talos_version) {
+        doc.problem(
+            "features.diskEncryption",
+            "disk encryption is supported only for Talos version >= 1.5.0",
+        );
+    }
     let mut backup_interval = None;
     let mut backup_retention = RetentionPolicy::default();
     let mut restore_drill = false;
@@ -288,6 +302,24 @@ fn retention(doc: &mut Doc<'_>, b: &RawBackup) -> RetentionPolicy {
         keepdaily: count("keepDaily", b.keep_daily),
         keepweekly: count("keepWeekly", b.keep_weekly),
         keepmonthly: count("keepMonthly", b.keep_monthly),
+    }
+}
+
+/// Whether a checked version (without `v`) comes before 1.5.0; a
+/// pre-release of 1.5.0 does. Unparsable versions are reported elsewhere.
+fn before_1_5(version: &str) -> bool {
+    let (core, pre) = version.split_once('-').unwrap_or((version, ""));
+    let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+    match (
+        parts.next().flatten(),
+        parts.next().flatten(),
+        parts.next().flatten(),
+    ) {
+        (Some(major), Some(minor), Some(patch)) => {
+            (major, minor, patch) < (1, 5, 0)
+                || ((major, minor, patch) == (1, 5, 0) && !pre.is_empty())
+        }
+        _ => false,
     }
 }
 

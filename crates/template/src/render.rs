@@ -24,15 +24,21 @@ impl Template {
             diskencryption: c.disk_encryption,
         };
         let r = c.backup_retention;
-        spec.backupconfiguration = c.backup_interval.map(|interval| BackupConfiguration {
-            interval: ProtoDuration::from_std(interval),
-            keeplast: r.keeplast.into(),
-            keephourly: r.keephourly.into(),
-            keepdaily: r.keepdaily.into(),
-            keepweekly: r.keepweekly.into(),
-            keepmonthly: r.keepmonthly.into(),
-            restoredrill: c.restore_drill,
-        });
+        // `interval: 0s` turns automatic backups off: with nothing else set
+        // there is no configuration at all (`null`, as a cluster without
+        // backups has), so such a cluster shows no spurious diff.
+        spec.backupconfiguration = c
+            .backup_interval
+            .map(|interval| BackupConfiguration {
+                interval: ProtoDuration::from_std(interval),
+                keeplast: r.keeplast.into(),
+                keephourly: r.keephourly.into(),
+                keepdaily: r.keepdaily.into(),
+                keepweekly: r.keepweekly.into(),
+                keepmonthly: r.keepmonthly.into(),
+                restoredrill: c.restore_drill,
+            })
+            .filter(|conf| *conf != BackupConfiguration::default());
         spec
     }
 

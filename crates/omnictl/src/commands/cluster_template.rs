@@ -18,7 +18,7 @@ use omni_template::{Current, Facts, Plan, Problems, Template};
 
 use crate::args::{TemplateArgs, TemplateCommand};
 
-use super::Context;
+use super::{note, Context};
 
 /// Attempts of a sync that meets concurrent changes (version conflicts).
 const SYNC_ATTEMPTS: usize = 3;
@@ -28,13 +28,14 @@ pub async fn run(ctx: &Context, args: &TemplateArgs, out: &mut dyn Write) -> any
     let invalid = || format!("invalid template {name}");
     // Offline checks first: a broken file needs no server.
     let template = omni_template::parse(&text).with_context(invalid)?;
-    let client = ctx.client()?;
-    match &args.command {
-        TemplateCommand::Validate => {
-            let (_, facts) = fetch(&client, &template).await?;
-            check(&template, &facts).with_context(invalid)?;
-            writeln!(out, "template {name} is valid")?;
+    let client = match args.command {
+        TemplateCommand::Validate { online } => {
+            return validate(ctx, &template, &name, online, out).await
         }
+        _ => ctx.client()?,
+    };
+    match &args.command {
+        TemplateCommand::Validate { .. } => {}
         TemplateCommand::Diff => {
             let (current, facts) = fetch(&client, &template).await?;
             check(&template, &facts).with_context(invalid)?;
@@ -50,6 +51,38 @@ pub async fn run(ctx: &Context, args: &TemplateArgs, out: &mut dyn Write) -> any
             out.write_all(status::render(&snapshot).as_bytes())?;
         }
         TemplateCommand::Delete => delete(&client, &template, out).await?,
+    }
+    Ok(())
+}
+
+/// The file alone decides validity; whether its machines are registered
+/// and free needs the server, so that part runs when omni answers (always
+/// with `--online`, where not reaching omni is an error).
+async fn validate(
+    ctx: &Context,
+    template: &Template,
+    name: &str,
+    online: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let facts = match ctx.client() {
+        Ok(client) => fetch(&client, template).await,
+        Err(e) => Err(e),
+    };
+    match facts {
+        Ok((_, facts)) => {
+            check(template, &facts).with_context(|| format!("invalid template {name}"))?;
+            writeln!(out, "template {name} is valid")?;
+        }
+        Err(e) if online => {
+            return Err(e.context("cannot check the template's machines against omni (--online)"))
+        }
+        Err(e) => {
+            writeln!(out, "template {name} is valid")?;
+            note(&format!(
+                "machines not checked against omni ({e:#}); --online requires that check"
+            ));
+        }
     }
     Ok(())
 }

@@ -144,8 +144,14 @@ impl Kind for ClusterSpec {
                 "nanos must be below 1000000000",
             ));
         }
-        if interval.is_zero() {
-            // Zero switches automatic backups off.
+        // A configuration that only keeps retention counts or drills has no
+        // interval (automatic backups off); one that asks for nothing but a
+        // zero interval is refused, as the reference does.
+        let only_interval = BackupConfiguration {
+            interval: conf.interval,
+            ..BackupConfiguration::default()
+        } == *conf;
+        if interval.is_zero() && !only_interval {
             return Ok(());
         }
         if interval < ctx.min_backup_interval {
@@ -281,6 +287,24 @@ mod tests {
             Some(Duration::from_secs(3600))
         );
         assert_eq!(with_interval(0).backup_interval(), None);
+    }
+
+    #[test]
+    fn zero_interval_alone_is_refused_like_the_reference() {
+        let ctx = ValidationContext::default();
+        assert_eq!(
+            with_interval(0).check(&ctx).unwrap_err().to_string(),
+            "spec.backupconfiguration.interval: backup interval must be greater than 1h0m0s, actual 0s"
+        );
+        // Without a configuration there is nothing to check.
+        assert!(ClusterSpec::default().check(&ctx).is_ok());
+        // Retention or drills alone: automatic backups stay off.
+        let mut spec = with_interval(0);
+        spec.backupconfiguration.as_mut().unwrap().keeplast = 2;
+        assert!(spec.check(&ctx).is_ok());
+        let mut spec = with_interval(0);
+        spec.backupconfiguration.as_mut().unwrap().restoredrill = true;
+        assert!(spec.check(&ctx).is_ok());
     }
 
     #[test]

@@ -266,3 +266,37 @@ fn retention_and_drills_in_the_backup_configuration() {
     );
     assert!(parse(SEED).unwrap().cluster.backup_retention.is_empty());
 }
+
+#[test]
+fn talos_version_needs_its_v_like_the_reference() {
+    assert_eq!(
+        one_problem(&seed_with("version: v1.5.5", "version: 1.5.5")),
+        "document 1 (Cluster): talos.version: version should start with 'v'"
+    );
+}
+
+#[test]
+fn disk_encryption_needs_talos_1_5() {
+    let with = |talos: &str| {
+        seed_with("version: v1.5.5", &format!("version: {talos}"))
+            .replace("features:\n", "features:\n  diskEncryption: true\n")
+    };
+    assert_eq!(
+        one_problem(&with("v1.4.8")),
+        "document 1 (Cluster): features.diskEncryption: disk encryption is supported only for Talos version >= 1.5.0"
+    );
+    // A pre-release of 1.5 comes before 1.5.0.
+    assert_eq!(problems(&with("v1.5.0-beta.0")).len(), 1);
+    assert!(parse(&with("v1.5.0")).unwrap().cluster.disk_encryption);
+    assert!(parse(&with("v1.10.1")).is_ok());
+}
+
+#[test]
+fn zero_interval_turns_backups_off() {
+    let t = parse(&seed_with("interval: 1h", "interval: 0s")).unwrap();
+    assert_eq!(t.cluster_spec(None).backupconfiguration, None);
+    // Retention without automatic backups is kept, with no interval.
+    let t = parse(&seed_with("interval: 1h", "interval: 0s\n    keepLast: 3")).unwrap();
+    let conf = t.cluster_spec(None).backupconfiguration.unwrap();
+    assert_eq!((conf.interval.seconds, conf.keeplast), (0, 3));
+}

@@ -11,6 +11,7 @@ use std::io::Write;
 
 use anyhow::{bail, Context as _};
 use omni_resources::specs::backup::BackupDataSpec;
+use omni_resources::specs::cluster::ClusterSpec;
 use omni_resources::specs::Kind;
 use omni_resources::NS_DEFAULT;
 
@@ -77,11 +78,32 @@ async fn export_key(
     args: &ExportKeyArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let res = ctx
-        .client()?
-        .get(BackupDataSpec::TYPE, NS_DEFAULT, &args.cluster)
-        .await
-        .with_context(|| format!("reading the backup key of cluster {}", args.cluster))?;
+    // Checked first: a refused export changes nothing and asks nothing.
+    if !args.force && args.output.symlink_metadata().is_ok() {
+        bail!(
+            "{} exists; pass --force to overwrite it",
+            args.output.display()
+        );
+    }
+    let client = ctx.client()?;
+    let cluster = &args.cluster;
+    let res = match client.get(BackupDataSpec::TYPE, NS_DEFAULT, cluster).await {
+        Ok(res) => res,
+        // The key outlives its cluster, so ask which of the two is missing.
+        Err(e) if e.is_not_found() => {
+            match client.get(ClusterSpec::TYPE, NS_DEFAULT, cluster).await {
+                Ok(_) => bail!(
+                    "cluster {cluster} has no backup key yet: it is made with the cluster's first backup"
+                ),
+                Err(e) if e.is_not_found() => bail!("cluster {cluster} does not exist"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("cannot read the backup key of cluster {cluster}")))
+        }
+    };
     let spec: BackupDataSpec = res.spec_as().context("unexpected backup data")?;
     if spec.ageidentity.is_empty() || spec.ageidentity == "<redacted>" {
         bail!(

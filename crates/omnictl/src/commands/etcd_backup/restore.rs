@@ -14,6 +14,7 @@ use super::fetch::fetch;
 use crate::args::RestoreArgs;
 
 pub async fn run(ctx: &Context, args: &RestoreArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    check_which(args)?;
     let etcdutl = find_etcdutl(args.etcdutl.as_deref())?;
     check_member(args)?;
     let existed = check_data_dir(&args.data_dir)?;
@@ -21,7 +22,8 @@ pub async fn run(ctx: &Context, args: &RestoreArgs, out: &mut dyn Write) -> anyh
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    // Removed again (when still empty) unless the restore succeeds.
+    let mut made = MadeDirs::create(&parent)?;
     // Beside the data dir: same file system, and gone on any return.
     let tmp = tempfile::Builder::new()
         .prefix(".omnictl-restore-")
@@ -65,6 +67,7 @@ pub async fn run(ctx: &Context, args: &RestoreArgs, out: &mut dyn Write) -> anyh
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
+    made.keep();
     writeln!(
         out,
         "restored backup {} (sha256 {} verified) into {} as member {}",
@@ -74,6 +77,40 @@ pub async fn run(ctx: &Context, args: &RestoreArgs, out: &mut dyn Write) -> anyh
         args.name
     )?;
     Ok(())
+}
+
+/// The directories `create_dir_all` made for the data dir's parent, so a
+/// failed restore leaves the file system as it found it.
+struct MadeDirs {
+    made: Vec<PathBuf>,
+}
+
+impl MadeDirs {
+    fn create(dir: &Path) -> anyhow::Result<Self> {
+        let mut made: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        made.reverse();
+        // Built before creating, so a partial `create_dir_all` is undone too.
+        let guard = MadeDirs { made };
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(guard)
+    }
+
+    fn keep(&mut self) {
+        self.made.clear();
+    }
+}
+
+impl Drop for MadeDirs {
+    fn drop(&mut self) {
+        // Deepest first; `remove_dir` leaves a directory someone filled.
+        for d in self.made.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
 }
 
 /// `--etcdutl` as given (a path, or a name on PATH), else `etcdutl` on PATH.
@@ -96,6 +133,16 @@ fn find_etcdutl(given: Option<&Path>) -> anyhow::Result<PathBuf> {
             "etcdutl not found on PATH: install etcdutl (it ships with etcd 3.5 and later) or pass --etcdutl PATH"
         ),
     })
+}
+
+/// Members restored from different backups would not form one cluster, and
+/// the DR guide warns against `--latest` while backups keep coming: which
+/// backup is never implied.
+fn check_which(args: &RestoreArgs) -> anyhow::Result<()> {
+    if args.snapshot.is_none() && !args.latest {
+        bail!("say which backup to restore: --snapshot ID (the same on every member) or --latest");
+    }
+    Ok(())
 }
 
 /// The member must be in `--initial-cluster`, with its own peer URL.
@@ -191,6 +238,36 @@ mod tests {
         let err = check_member(&args("m1", ic, "http://a:2380")).unwrap_err();
         assert!(err.to_string().contains("peer URL http://b:2380"), "{err}");
         assert!(check_member(&args("m0", "m0", "x")).is_err());
+    }
+
+    #[test]
+    fn parent_dirs_made_for_a_failed_restore_are_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let deep = root.path().join("a/b/c");
+        drop(MadeDirs::create(&deep).unwrap());
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+        // Kept on success; a directory that existed before is never removed.
+        std::fs::create_dir(root.path().join("a")).unwrap();
+        MadeDirs::create(&deep).unwrap().keep();
+        assert!(deep.is_dir());
+        std::fs::remove_dir_all(root.path().join("a/b")).unwrap();
+        drop(MadeDirs::create(&deep).unwrap());
+        assert!(root.path().join("a").is_dir() && !root.path().join("a/b").exists());
+    }
+
+    #[test]
+    fn which_backup_must_be_said() {
+        let mut a = args("m0", "m0=http://a:2380", "http://a:2380");
+        assert!(check_which(&a).is_ok());
+        a.latest = false;
+        let err = check_which(&a).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("--snapshot ID (the same on every member) or --latest"),
+            "{err}"
+        );
+        a.snapshot = Some("c-1".into());
+        assert!(check_which(&a).is_ok());
     }
 
     #[test]

@@ -88,13 +88,16 @@ pub async fn run(ctx: &Context, args: &RetentionArgs, out: &mut dyn Write) -> an
         let line = format!("{id:<40} {:<21} {action:<7} {why}", utc(d.at));
         writeln!(out, "{}", line.trim_end())?;
     }
-    writeln!(
-        out,
-        "{} backups: {} kept, {deleted} would be deleted",
-        decisions.len(),
-        decisions.len() - deleted
-    )?;
+    writeln!(out, "{}", summary(decisions.len(), deleted))?;
     Ok(())
+}
+
+fn summary(total: usize, deleted: usize) -> String {
+    let noun = if total == 1 { "backup" } else { "backups" };
+    format!(
+        "{total} {noun}: {} kept, {deleted} would be deleted",
+        total - deleted
+    )
 }
 
 /// The policy from `--keep-*` flags; `None` when none is given.
@@ -138,6 +141,13 @@ fn utc(unix: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_counts_in_words() {
+        assert_eq!(summary(1, 0), "1 backup: 1 kept, 0 would be deleted");
+        assert_eq!(summary(2, 1), "2 backups: 1 kept, 1 would be deleted");
+        assert_eq!(summary(0, 0), "0 backups: 0 kept, 0 would be deleted");
+    }
 
     #[test]
     fn times_print_in_utc() {
