@@ -203,3 +203,23 @@ async fn many_documents_apply_on_default_rate_limits() {
     let again = omni.ctl_ok(&["apply", "-f", path_str(&path)]);
     assert_eq!(again.matches(" unchanged").count(), 3 * CLUSTERS);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_is_checked_whole_before_any_document_is_written() {
+    let omni = Omni::start(&["--state", "memory"]).await;
+    // Both parse; only the server knows the second spec is wrong.
+    let out = omni.apply_yaml(
+        "metadata:\n  type: cluster\n  id: first\nspec: {}\n---\nmetadata:\n  type: cluster\n  id: second\nspec:\n  colour: red\n",
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("Clusters.omni.sidero.dev(default/second) (document 2 of")
+            && err.contains("colour"),
+        "{err}"
+    );
+    assert!(
+        !exists(&omni, "cluster", "first"),
+        "a rejected file was half applied"
+    );
+}
