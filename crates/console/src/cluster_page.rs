@@ -167,7 +167,7 @@ fn backup_table(v: &Viewer, c: &ClusterView) -> Markup {
                 tbody { @for (id, b) in list {
                     tr data-backup=(id) {
                         th scope="row" { code { (id) } }
-                        td { time datetime=(b.createdat.seconds) { (utc(b.createdat.seconds)) } }
+                        td { (utc(b.createdat.seconds)) }
                         td { (human_bytes(b.size)) }
                         td { @if c.kept.contains(id) { "pinned" } @else { span.muted { "no" } } }
                         td { (c.store) ": " code { (b.snapshot) } }
