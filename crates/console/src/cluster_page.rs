@@ -281,10 +281,11 @@ fn chart(c: &ClusterView) -> Markup {
     let max_dur = c.durations.values().copied().max().unwrap_or(0).max(1) as f64;
     let step = (w - 2.0 * pad) / points.len() as f64;
     let x = |i: usize| pad + step * (i as f64 + 0.5);
-    let bar_w = (step * 0.6).max(2.0);
+    let bar_w = (step * 0.6).clamp(2.0, 40.0);
     let summary = format!(
-        "{} backups; newest {}, largest {}",
+        "{} backup{}; newest {}, largest {}",
         points.len(),
+        if points.len() == 1 { "" } else { "s" },
         human_bytes(points[points.len() - 1].1),
         human_bytes(max_size as u64)
     );
