@@ -167,7 +167,7 @@ fn backup_table(v: &Viewer, c: &ClusterView) -> Markup {
                 tbody { @for (id, b) in list {
                     tr data-backup=(id) {
                         th scope="row" { code { (id) } }
-                        td { time datetime=(b.createdat.seconds) { (utc(b.createdat.seconds)) } }
+                        td { (utc(b.createdat.seconds)) }
                         td { (human_bytes(b.size)) }
                         td { @if c.kept.contains(id) { "pinned" } @else { span.muted { "no" } } }
                         td { (c.store) ": " code { (b.snapshot) } }
@@ -281,10 +281,11 @@ fn chart(c: &ClusterView) -> Markup {
     let max_dur = c.durations.values().copied().max().unwrap_or(0).max(1) as f64;
     let step = (w - 2.0 * pad) / points.len() as f64;
     let x = |i: usize| pad + step * (i as f64 + 0.5);
-    let bar_w = (step * 0.6).max(2.0);
+    let bar_w = (step * 0.6).clamp(2.0, 40.0);
     let summary = format!(
-        "{} backups; newest {}, largest {}",
+        "{} backup{}; newest {}, largest {}",
         points.len(),
+        if points.len() == 1 { "" } else { "s" },
         human_bytes(points[points.len() - 1].1),
         human_bytes(max_size as u64)
     );

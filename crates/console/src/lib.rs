@@ -55,7 +55,22 @@ pub struct Console {
 pub fn router(api: Api, backups: Arc<dyn ExternalSource>, app: Router) -> Router {
     let console = Console::new(api, Some(backups), app.clone());
     tokio::spawn(console.fleet.clone().run());
+    tokio::spawn(close_streams_on_signal(console.fleet.clone()));
     app.merge(console.routes())
+}
+
+/// Event streams never end by themselves, and a graceful shutdown waits
+/// for open connections: on the server's stop signal they are closed.
+async fn close_streams_on_signal(fleet: Fleet) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    fleet.close_streams();
 }
 
 /// A console action the API refused, with the API's words.

@@ -31,6 +31,9 @@ pub enum Update {
     Gone(String),
     /// The watcher fell behind: pages reload.
     Reload,
+    /// The server is stopping: event streams end, so a graceful shutdown
+    /// does not wait for open pages.
+    Closing,
 }
 
 /// One drill result as the console saw it.
@@ -75,6 +78,11 @@ impl Fleet {
 
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    /// Ends every open event stream (the server is stopping).
+    pub fn close_streams(&self) {
+        let _ = self.updates.send(Update::Closing);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Update> {

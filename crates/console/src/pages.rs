@@ -91,7 +91,7 @@ fn age_cell(ts: i64, now: i64) -> Markup {
         @if ts == 0 {
             "never"
         } @else {
-            time datetime=(ts) title=(utc(ts)) data-ago=(ts) { (human_duration(now - ts)) " ago" }
+            span title=(utc(ts)) data-ago=(ts) { (human_duration(now - ts)) " ago" }
         }
     }
 }
@@ -101,7 +101,7 @@ fn due_cell(due: Option<i64>, now: i64) -> Markup {
         @match due {
             None => span.muted { "manual only" },
             Some(d) if d <= now => strong { "now" },
-            Some(d) => time datetime=(d) title=(utc(d)) { "in " (human_duration(d - now)) },
+            Some(d) => span title=(utc(d)) { "in " (human_duration(d - now)) },
         }
     }
 }
@@ -109,9 +109,7 @@ fn due_cell(due: Option<i64>, now: i64) -> Markup {
 /// One table row; the live updates send the same markup.
 pub fn row(r: &Row, now: i64) -> Markup {
     html! {
-        tr id={"row-" (r.cluster)} data-cluster=(r.cluster) data-health=(r.health.as_str())
-            data-age=(if r.last_backup == 0 { i64::MAX } else { now - r.last_backup })
-            data-size=(r.size.unwrap_or(0)) {
+        tr id={"row-" (r.cluster)} data-cluster=(r.cluster) data-health=(r.health.as_str()) {
             th scope="row" { a href={"/ui/clusters/" (r.cluster)} { (r.cluster) } }
             td { (health_badge(r.health)) }
             td.status data-status=(status_word(r.status)) { (status_word(r.status)) }

@@ -369,6 +369,7 @@ fn event_stream(
                         Event::default().event("gone").data(cluster)
                     }
                     Update::Reload => Event::default().event("reload").data("behind"),
+                    Update::Closing => return None,
                     _ => continue,
                 };
                 return Some((Ok(event), Some(rx)));

@@ -322,3 +322,28 @@ async fn console_refuses_forced_and_cross_site_actions() {
     let (status, _) = admin.get("/").await;
     assert_eq!(status, 303);
 }
+
+/// A page left open keeps an event stream; SIGTERM must still stop the
+/// server (a graceful shutdown waits for open connections).
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_ends_open_live_streams() {
+    let mut omni = Omni::start(&[]).await;
+    let ep = omni.endpoint();
+    let admin = ConsoleHttp::sign_in(&ep, &omni.token).await;
+    let stream = admin
+        .http
+        .get(format!("{ep}/ui/events"))
+        .header("cookie", &admin.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let stopped = tokio::task::spawn_blocking(move || omni.stop());
+    let status = tokio::time::timeout(WAIT, stopped)
+        .await
+        .expect("omni did not stop while a console page was open")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    drop(stream);
+}
