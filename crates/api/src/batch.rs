@@ -30,7 +30,13 @@ fn at(prefix: &str, e: ApiError) -> ApiError {
         ApiError::NotFound(m) => ApiError::NotFound(msg(m)),
         ApiError::Conflict(m) => ApiError::Conflict(msg(m)),
         ApiError::TooLarge(m) => ApiError::TooLarge(msg(m)),
-        ApiError::TooManyRequests(m) => ApiError::TooManyRequests(msg(m)),
+        ApiError::TooManyRequests {
+            message,
+            retry_after,
+        } => ApiError::TooManyRequests {
+            message: msg(message),
+            retry_after,
+        },
         ApiError::Unavailable(m) => ApiError::Unavailable(msg(m)),
         ApiError::Internal(m) => ApiError::Internal(msg(m)),
     }

@@ -108,10 +108,16 @@ impl Api {
             self.settings.rate_limit,
             std::time::Instant::now(),
         ) {
-            return Err(ApiError::TooManyRequests(format!(
-                "token {} exceeded {} requests per second; slow down",
-                caller.token_id, self.settings.rate_limit.per_second
-            )));
+            let per_second = self.settings.rate_limit.per_second;
+            return Err(ApiError::TooManyRequests {
+                message: format!(
+                    "token {} exceeded {per_second} requests per second; slow down",
+                    caller.token_id
+                ),
+                // An empty bucket holds a fraction of a token: one more
+                // refills within 1/rate seconds.
+                retry_after: (1.0 / per_second).ceil().clamp(1.0, 3600.0) as u64,
+            });
         }
         Ok(caller)
     }

@@ -401,15 +401,26 @@ async fn each_token_is_rate_limited_on_its_own() {
                 .header("authorization", format!("Bearer {token}"))
                 .body(Body::empty())
                 .unwrap();
-            router.oneshot(req).await.unwrap().status()
+            router.oneshot(req).await.unwrap()
         }
     };
     for _ in 0..3 {
-        assert_eq!(get(a.clone()).await, StatusCode::OK);
+        assert_eq!(get(a.clone()).await.status(), StatusCode::OK);
     }
-    assert_eq!(get(a.clone()).await, StatusCode::TOO_MANY_REQUESTS);
+    let refused = get(a.clone()).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    // 0.001/s refills one request in 1,000 s: the client is told so.
     assert_eq!(
-        get(b.clone()).await,
+        refused
+            .headers()
+            .get("retry-after")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        "1000"
+    );
+    assert_eq!(
+        get(b.clone()).await.status(),
         StatusCode::OK,
         "another token is not slowed down"
     );

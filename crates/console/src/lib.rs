@@ -22,6 +22,7 @@ pub mod session;
 mod views;
 
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
@@ -51,26 +52,23 @@ pub struct Console {
 
 /// The app with the console merged in. `backups` lists a cluster's stored
 /// backups (sizes, the backup list); `app` is the router of the API the
-/// console acts through.
-pub fn router(api: Api, backups: Arc<dyn ExternalSource>, app: Router) -> Router {
+/// console acts through; `shutdown` is the server's stop signal.
+pub fn router(
+    api: Api,
+    backups: Arc<dyn ExternalSource>,
+    app: Router,
+    shutdown: CancellationToken,
+) -> Router {
     let console = Console::new(api, Some(backups), app.clone());
     tokio::spawn(console.fleet.clone().run());
-    tokio::spawn(close_streams_on_signal(console.fleet.clone()));
+    // Event streams never end by themselves, and a graceful shutdown waits
+    // for open connections: on the server's stop signal they are closed.
+    let fleet = console.fleet.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        fleet.close_streams();
+    });
     app.merge(console.routes())
-}
-
-/// Event streams never end by themselves, and a graceful shutdown waits
-/// for open connections: on the server's stop signal they are closed.
-async fn close_streams_on_signal(fleet: Fleet) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return;
-    };
-    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-    fleet.close_streams();
 }
 
 /// A console action the API refused, with the API's words.

@@ -296,6 +296,8 @@ impl Fleet {
                 let event = omni_state::Event {
                     kind: EventKind::Created,
                     resource: r,
+                    previous: None,
+                    revision: 0,
                 };
                 self.remember(&event);
             }

@@ -124,7 +124,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         // The merged routes answer errors in the documented JSON too; the
         // console (merged after) keeps its own HTML error pages.
         .layer(axum::middleware::map_response(omni_api::json_errors));
-    let app = omni_console::router(api, source, app);
+    let app = omni_console::router(api, source, app, cancel.clone());
 
     // Bad certificate files fail the start, before anything listens.
     let tls = match &config.transport {
@@ -145,7 +145,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     ready.store(true, Ordering::SeqCst);
-    tokio::spawn(track_health(health, ready, cancel.clone()));
+    tokio::spawn(track_health(health.clone(), ready, cancel.clone()));
     tracing::info!(addr = %config.bind, tls = tls.is_some(), store = stores.name(), data_dir = %config.data_dir.display(), "omni listening");
     let (served, ()) = tokio::join!(
         async {
