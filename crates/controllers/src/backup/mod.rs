@@ -25,7 +25,7 @@ use omni_resources::specs::cluster::{ClusterMachineSpec, ClusterSpec};
 use omni_resources::specs::machine::MachineSpec;
 use omni_resources::specs::Kind;
 use omni_resources::{LabelSelector, Phase, Timestamp, LABEL_CLUSTER, NS_DEFAULT, NS_EPHEMERAL};
-use omni_runtime::{Action, BoxError, Context, Controller, Input};
+use omni_runtime::{Action, BoxError, Context, Controller, Input, SINGLETON};
 
 use crate::cluster_finalizer::destroy_if_present;
 use crate::store::Stores;
@@ -82,9 +82,6 @@ struct Memory {
     blocked: HashSet<String>,
     /// The store's configuration as last seen in the overall status.
     store_seen: Option<(String, String, u32)>,
-    /// Stale uploads are to be settled at the next reconcile.
-    settle_due: bool,
-    settled_at: Option<std::time::Instant>,
 }
 
 pub struct EtcdBackupController {
@@ -180,9 +177,10 @@ impl Controller for EtcdBackupController {
                             return Vec::new();
                         }
                         mem.store_seen = Some(seen);
-                        mem.settle_due = true;
                     }
-                    cluster_ids(&state).await.unwrap_or_default()
+                    let mut keys = cluster_ids(&state).await.unwrap_or_default();
+                    keys.push(SINGLETON.to_string());
+                    keys
                 })
             }),
         ]
@@ -199,6 +197,8 @@ impl Controller for EtcdBackupController {
     /// Clusters, and statuses whose cluster may be gone.
     async fn keys(&self, state: &omni_state::State) -> Result<Vec<String>, BoxError> {
         let mut keys: HashSet<String> = cluster_ids(state).await?.into_iter().collect();
+        // The singleton key does the work for all clusters at once.
+        keys.insert(SINGLETON.to_string());
         let statuses = state
             .list(
                 NS_EPHEMERAL,
@@ -215,7 +215,10 @@ impl Controller for EtcdBackupController {
     }
 
     async fn reconcile(&self, name: &str, ctx: &Context) -> Result<Action, BoxError> {
-        self.global(ctx).await?;
+        if name == SINGLETON {
+            return self.global(ctx).await;
+        }
+        self.recover_once(ctx).await?;
         // A deleted cluster waits for its running backup to end; then its
         // status goes (its backups and backup key stay).
         crate::cluster_finalizer::guard_cluster(&ctx.state, NAME, name, |c| {

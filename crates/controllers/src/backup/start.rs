@@ -3,47 +3,28 @@
 
 use omni_resources::specs::backup::status;
 use omni_resources::Timestamp;
-use omni_runtime::{BoxError, Context};
+use omni_runtime::{Action, BoxError, Context};
 
 use super::{job, EtcdBackupController, INTERRUPTED};
 
 impl EtcdBackupController {
-    /// Work for all clusters at once, serialised: recovery before this
-    /// run's first backup; settling stale uploads when the store changed
-    /// and then every tick.
-    pub(super) async fn global(&self, ctx: &Context) -> Result<(), BoxError> {
-        let due = {
-            let mem = self.memory();
-            !mem.recovered
-                || mem.settle_due
-                || mem
-                    .settled_at
-                    .is_none_or(|t| t.elapsed() >= self.settings.tick)
-        };
-        if !due {
+    /// Recovery of what an earlier run left, once, before this run's
+    /// first backup (serialised: clusters reconcile concurrently).
+    pub(super) async fn recover_once(&self, ctx: &Context) -> Result<(), BoxError> {
+        if self.memory().recovered {
             return Ok(());
         }
         let _one = self.global.lock().await;
-        self.recover_interrupted(ctx).await?;
-        let due = {
-            let mut mem = self.memory();
-            let due = mem.settle_due
-                || mem
-                    .settled_at
-                    .is_none_or(|t| t.elapsed() >= self.settings.tick);
-            if due {
-                mem.settle_due = false;
-                mem.settled_at = Some(std::time::Instant::now());
-            }
-            due
-        };
-        if due {
-            if let Err(e) = self.settle(ctx).await {
-                self.memory().settle_due = true;
-                return Err(e);
-            }
-        }
-        Ok(())
+        self.recover_interrupted(ctx).await
+    }
+
+    /// The work for all clusters at once, on the singleton key: recovery,
+    /// then stale uploads settled every tick (and when the store changed).
+    pub(super) async fn global(&self, ctx: &Context) -> Result<Action, BoxError> {
+        self.recover_once(ctx).await?;
+        let _one = self.global.lock().await;
+        self.settle(ctx).await?;
+        Ok(Action::Requeue(self.settings.tick))
     }
 
     /// Starts a backup of `cluster` unless one runs or the limit is reached.
