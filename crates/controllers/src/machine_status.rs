@@ -3,7 +3,8 @@
 //! - [`MachineStatusController`] probes every machine's etcd member on a
 //!   period (a `Maintenance.Status` call with a short timeout) and writes
 //!   `MachineStatuses`: reachable, etcd version, member id (hex, as etcdctl
-//!   prints it), leader, db size, an error in words, when it last looked.
+//!   prints it), leader, db size, an error in words, when it last looked
+//!   (refreshed at least every minute while nothing else changes).
 //! - [`ClusterMachineStatusController`] turns those into
 //!   `ClusterMachineStatuses`, one per cluster machine, labelled like the
 //!   cluster machine (cluster, machine set, role).
@@ -48,6 +49,9 @@ pub struct MachineStatusController {
 }
 
 const MACHINE_STATUS: &str = "MachineStatusController";
+
+/// Longest a status keeps its `lastchecked` while the probes see no change.
+const LASTCHECKED_REFRESH: f64 = 60.0;
 
 /// The member endpoint of a machine, with its TLS material.
 pub fn endpoint_of(id: &str, spec: &MachineSpec) -> MemberEndpoint {
@@ -149,7 +153,18 @@ impl Controller for MachineStatusController {
         let written = ctx
             .state
             .modify::<MachineStatusSpec>(NS_DEFAULT, id, MACHINE_STATUS, |s| {
-                *s = next_status(s, &endpoint.urls, &result, now);
+                let next = next_status(s, &endpoint.urls, &result, now);
+                // Nothing but the time changed: a write per probe would
+                // cost a commit and an event per machine and period, so the
+                // time is refreshed only now and then.
+                let same = MachineStatusSpec {
+                    lastchecked: s.lastchecked,
+                    ..next.clone()
+                } == *s;
+                let fresh = now.as_secs_f64() - s.lastchecked.as_secs_f64() < LASTCHECKED_REFRESH;
+                if !(same && fresh) {
+                    *s = next;
+                }
             })
             .await;
         match written {

@@ -167,6 +167,43 @@ impl StoreController {
     }
 }
 
+/// Key prefix of one cluster's status; the singleton key is the rest.
+const STATUS_KEY: &str = "status:";
+
+impl StoreController {
+    /// Takes one cluster's status into the overall status when it is the
+    /// most recently attempted.
+    async fn fold_one(&self, ctx: &Context, cluster: &str) -> Result<Action, BoxError> {
+        let Some((_, st)) = ctx
+            .state
+            .get_spec::<EtcdBackupStatusSpec>(NS_EPHEMERAL, cluster)
+            .await?
+        else {
+            return Ok(Action::AwaitChange);
+        };
+        let current = ctx
+            .state
+            .get_spec::<EtcdBackupOverallStatusSpec>(NS_EPHEMERAL, OVERALL_STATUS_ID)
+            .await?;
+        let Some((_, overall)) = current else {
+            // Not written yet: the singleton pass at start writes it.
+            ctx.trigger.poke();
+            return Ok(Action::AwaitChange);
+        };
+        if st.lastbackupattempt < overall.lastbackupstatus.lastbackupattempt {
+            return Ok(Action::AwaitChange);
+        }
+        ctx.state
+            .modify::<EtcdBackupOverallStatusSpec>(NS_EPHEMERAL, OVERALL_STATUS_ID, NAME, |s| {
+                if st.lastbackupattempt >= s.lastbackupstatus.lastbackupattempt {
+                    s.lastbackupstatus = st.clone();
+                }
+            })
+            .await?;
+        Ok(Action::AwaitChange)
+    }
+}
+
 #[async_trait]
 impl Controller for StoreController {
     fn name(&self) -> &'static str {
@@ -176,7 +213,11 @@ impl Controller for StoreController {
     fn inputs(&self) -> Vec<Input> {
         vec![
             Input::kind(EtcdBackupS3ConfigSpec::TYPE),
-            Input::kind(EtcdBackupStatusSpec::TYPE),
+            // A cluster's status changed: only that one is compared with
+            // the overall status, not the whole fleet.
+            Input::lookup(EtcdBackupStatusSpec::TYPE, |_, r| {
+                Box::pin(async move { vec![format!("{STATUS_KEY}{}", r.metadata.id)] })
+            }),
         ]
     }
 
@@ -184,7 +225,10 @@ impl Controller for StoreController {
         vec![EtcdBackupOverallStatusSpec::TYPE]
     }
 
-    async fn reconcile(&self, _key: &str, ctx: &Context) -> Result<Action, BoxError> {
+    async fn reconcile(&self, key: &str, ctx: &Context) -> Result<Action, BoxError> {
+        if let Some(cluster) = key.strip_prefix(STATUS_KEY) {
+            return self.fold_one(ctx, cluster).await;
+        }
         let retry = match self.stores.choice {
             StoreChoice::S3 => self.sync_s3(ctx).await?,
             StoreChoice::Local(_) => false,

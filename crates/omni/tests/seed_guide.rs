@@ -74,8 +74,13 @@ async fn seed_guide_with_s3() {
     ])
     .await;
 
-    // 1. Fresh instance: s3 chosen, not initialized.
-    let out = omni.ctl_ok(&["get", "etcdbackupoverallstatus"]);
+    // 1. Fresh instance: s3 chosen, not initialized (the store controller
+    // writes it just after the server turned ready).
+    let out = eventually("overall status", || {
+        let out = omni.ctl_ok(&["get", "etcdbackupoverallstatus"]);
+        (out.lines().count() > 1).then_some(out)
+    })
+    .await;
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], SEED_HEADER);
     assert_eq!(lines[1], "ephemeral   EtcdBackupOverallStatus   etcdbackup-overall-status   1         s3                   not initialized");

@@ -7,6 +7,7 @@ mod job;
 pub mod members;
 mod recovery;
 pub mod schedule;
+mod start;
 mod uploads;
 
 use std::collections::{HashMap, HashSet};
@@ -17,14 +18,14 @@ use async_trait::async_trait;
 use omni_backup::BackupOptions;
 use omni_resources::meta::ResourceKey;
 use omni_resources::specs::backup::{
-    status, BackupDataSpec, EtcdBackupOverallStatusSpec, EtcdBackupStatusSpec, EtcdManualBackupSpec,
+    BackupDataSpec, EtcdBackupOverallStatusSpec, EtcdBackupStatusSpec, EtcdManualBackupSpec,
 };
 use omni_resources::specs::backup_upload::EtcdBackupUploadSpec;
 use omni_resources::specs::cluster::{ClusterMachineSpec, ClusterSpec};
 use omni_resources::specs::machine::MachineSpec;
 use omni_resources::specs::Kind;
 use omni_resources::{LabelSelector, Phase, Timestamp, LABEL_CLUSTER, NS_DEFAULT, NS_EPHEMERAL};
-use omni_runtime::{Action, BoxError, Context, Controller, Input};
+use omni_runtime::{Action, BoxError, Context, Controller, Input, SINGLETON};
 
 use crate::cluster_finalizer::destroy_if_present;
 use crate::store::Stores;
@@ -81,9 +82,6 @@ struct Memory {
     blocked: HashSet<String>,
     /// The store's configuration as last seen in the overall status.
     store_seen: Option<(String, String, u32)>,
-    /// Stale uploads are to be settled at the next reconcile.
-    settle_due: bool,
-    settled_at: Option<std::time::Instant>,
 }
 
 pub struct EtcdBackupController {
@@ -179,9 +177,10 @@ impl Controller for EtcdBackupController {
                             return Vec::new();
                         }
                         mem.store_seen = Some(seen);
-                        mem.settle_due = true;
                     }
-                    cluster_ids(&state).await.unwrap_or_default()
+                    let mut keys = cluster_ids(&state).await.unwrap_or_default();
+                    keys.push(SINGLETON.to_string());
+                    keys
                 })
             }),
         ]
@@ -198,6 +197,8 @@ impl Controller for EtcdBackupController {
     /// Clusters, and statuses whose cluster may be gone.
     async fn keys(&self, state: &omni_state::State) -> Result<Vec<String>, BoxError> {
         let mut keys: HashSet<String> = cluster_ids(state).await?.into_iter().collect();
+        // The singleton key does the work for all clusters at once.
+        keys.insert(SINGLETON.to_string());
         let statuses = state
             .list(
                 NS_EPHEMERAL,
@@ -214,7 +215,10 @@ impl Controller for EtcdBackupController {
     }
 
     async fn reconcile(&self, name: &str, ctx: &Context) -> Result<Action, BoxError> {
-        self.global(ctx).await?;
+        if name == SINGLETON {
+            return self.global(ctx).await;
+        }
+        self.recover_once(ctx).await?;
         // A deleted cluster waits for its running backup to end; then its
         // status goes (its backups and backup key stay).
         crate::cluster_finalizer::guard_cluster(&ctx.state, NAME, name, |c| {
@@ -339,139 +343,4 @@ async fn cluster_ids(state: &omni_state::State) -> Result<Vec<String>, omni_stat
         .list(NS_DEFAULT, ClusterSpec::TYPE, &LabelSelector::default())
         .await?;
     Ok(all.into_iter().map(|c| c.metadata.id).collect())
-}
-
-impl EtcdBackupController {
-    /// Work for all clusters at once, serialised: recovery before this
-    /// run's first backup; settling stale uploads when the store changed
-    /// and then every tick.
-    async fn global(&self, ctx: &Context) -> Result<(), BoxError> {
-        let due = {
-            let mem = self.memory();
-            !mem.recovered
-                || mem.settle_due
-                || mem
-                    .settled_at
-                    .is_none_or(|t| t.elapsed() >= self.settings.tick)
-        };
-        if !due {
-            return Ok(());
-        }
-        let _one = self.global.lock().await;
-        self.recover_interrupted(ctx).await?;
-        let due = {
-            let mut mem = self.memory();
-            let due = mem.settle_due
-                || mem
-                    .settled_at
-                    .is_none_or(|t| t.elapsed() >= self.settings.tick);
-            if due {
-                mem.settle_due = false;
-                mem.settled_at = Some(std::time::Instant::now());
-            }
-            due
-        };
-        if due {
-            if let Err(e) = self.settle(ctx).await {
-                self.memory().settle_due = true;
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-
-    /// Starts a backup of `cluster` unless one runs or the limit is reached.
-    async fn start(&self, ctx: &Context, cluster: &str, automatic: bool) -> Result<(), BoxError> {
-        if ctx.cancel.is_cancelled() {
-            return Ok(());
-        }
-        let store = match self.stores.current() {
-            Ok(s) => s,
-            Err(e) => {
-                if !automatic {
-                    // Consume the manual request with a clear error.
-                    let at = Timestamp::now();
-                    job::set_status(&ctx.state, cluster, |s| {
-                        s.status = status::ERROR;
-                        s.error = e.clone();
-                        s.lastbackupattempt = at;
-                    })
-                    .await?;
-                }
-                return Ok(());
-            }
-        };
-        let at = {
-            let mut mem = self.memory();
-            if mem.running.contains(cluster) {
-                return Ok(());
-            }
-            if mem.running.len() >= self.settings.max_concurrent {
-                // A backup that ends wakes the clusters that waited.
-                mem.blocked.insert(cluster.to_string());
-                return Ok(());
-            }
-            mem.running.insert(cluster.to_string());
-            // Two backups in one second would share a key: step past the last.
-            let mut at = Timestamp::now();
-            if let Some(last) = mem.newest.get(cluster) {
-                if at.seconds <= *last {
-                    at = Timestamp::from_unix(last + 1);
-                }
-            }
-            at
-        };
-        let job = job::Job {
-            state: ctx.state.clone(),
-            store,
-            cluster: cluster.to_string(),
-            at,
-            timeout: self.settings.timeout,
-            options: self.settings.options.clone(),
-            run: self.run.clone(),
-        };
-        let memory = self.memory.clone();
-        let trigger = ctx.trigger.clone();
-        let abort = ctx.abort.clone();
-        let state = ctx.state.clone();
-        let cluster = cluster.to_string();
-        ctx.tasks.spawn(async move {
-            let result = tokio::select! {
-                r = job.run() => Some(r),
-                // Past the shutdown deadline: dropping the job aborts its
-                // upload; the status says interrupted.
-                _ = abort.cancelled() => None,
-            };
-            if result.is_none() {
-                tracing::warn!(%cluster, "backup aborted at shutdown");
-                let marked = job::set_status(&state, &cluster, |s| {
-                    s.status = status::ERROR;
-                    s.error = INTERRUPTED.into();
-                })
-                .await;
-                if let Err(e) = marked {
-                    tracing::warn!(%cluster, error = %e, "cannot record the interrupted backup");
-                }
-            }
-            let blocked = {
-                let mut mem = memory.lock().unwrap_or_else(|e| e.into_inner());
-                mem.running.remove(&cluster);
-                match result {
-                    Some(Some(t)) => {
-                        mem.failures.remove(&cluster);
-                        let newest = mem.newest.entry(cluster.clone()).or_insert(t);
-                        *newest = (*newest).max(t);
-                    }
-                    Some(None) => *mem.failures.entry(cluster.clone()).or_insert(0) += 1,
-                    None => {}
-                }
-                std::mem::take(&mut mem.blocked)
-            };
-            trigger.poke_key(&cluster);
-            for c in blocked {
-                trigger.poke_key(&c);
-            }
-        });
-        Ok(())
-    }
 }
