@@ -95,15 +95,7 @@ impl Replica {
     }
 
     fn ctl(&self, token: &str, args: &[&str]) -> std::process::Output {
-        Command::new(omnictl_bin())
-            .args(args)
-            .env("OMNICTL_ENDPOINT", self.endpoint())
-            .env("OMNICTL_TOKEN", token)
-            .env("HOME", self.dir.path())
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        omnictl(&self.endpoint(), self.dir.path(), token, args)
     }
 
     fn apply(&self, token: &str, yaml: &str) -> std::process::Output {

@@ -173,15 +173,7 @@ impl Omni {
     }
 
     pub fn ctl_as(&self, token: &str, args: &[&str]) -> Output {
-        Command::new(omnictl_bin())
-            .args(args)
-            .env("OMNICTL_ENDPOINT", self.endpoint())
-            .env("OMNICTL_TOKEN", token)
-            .env("HOME", self.dir.path())
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        omnictl(&self.endpoint(), self.dir.path(), token, args)
     }
 
     /// omnictl that must succeed; returns stdout.
@@ -319,4 +311,18 @@ pub fn create_cluster(omni: &Omni, name: &str) {
 
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// Runs omnictl against `endpoint` with `token`, its config kept under
+/// `home` so that no test reads the user's own.
+pub fn omnictl(endpoint: &str, home: &Path, token: &str, args: &[&str]) -> Output {
+    Command::new(omnictl_bin())
+        .args(args)
+        .env("OMNICTL_ENDPOINT", endpoint)
+        .env("OMNICTL_TOKEN", token)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
 }
