@@ -26,7 +26,6 @@ while [ $# -gt 0 ]; do
   esac
 done
 eval "$(scripts/setup-test-deps.sh)"
-export PROTOC
 if [ -z "$bin_dir" ]; then
   cargo build --release -q --bin omni
   bin_dir=target/release
