@@ -8,7 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MIB="${1:-200}"
 eval "$(scripts/setup-test-deps.sh)"
-export PROTOC
 cargo build --release -q --bins
 OMNI=target/release/omni
 OMNICTL=target/release/omnictl
