@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use crate::admin_pages::{self, StoreForm};
 use crate::cluster_page::{FormErrors, SettingsForm, KEEP_FIELDS};
 use crate::session::{self, Session};
-use crate::views::{render_cluster, store_view, token_rows};
+use crate::views::{render_cluster, store_view, stored_s3_config, token_rows};
 use crate::{bearer, html, pages, refused, viewer, ApiFailure, Console};
 
 fn form(body: &Bytes) -> HashMap<String, String> {
@@ -28,6 +28,22 @@ fn form(body: &Bytes) -> HashMap<String, String> {
         .unwrap_or_default()
         .into_iter()
         .collect()
+}
+
+/// A state-changing request's form and session, once it passed the
+/// console's origin, CSRF and role checks; else the refusal to answer.
+async fn acting_on_form(
+    c: &Console,
+    headers: &HeaderMap,
+    body: &Bytes,
+    role: Role,
+    what: &str,
+) -> Result<(HashMap<String, String>, std::sync::Arc<Session>), Response> {
+    let f = form(body);
+    let s = c
+        .acting(headers, f.get("csrf").map(String::as_str), role, what)
+        .await?;
+    Ok((f, s))
 }
 
 fn parse<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> T {
@@ -85,16 +101,7 @@ pub(crate) async fn logout(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let f = form(&body);
-    if let Err(r) = c
-        .acting(
-            &headers,
-            f.get("csrf").map(String::as_str),
-            Role::Reader,
-            "signing out",
-        )
-        .await
-    {
+    if let Err(r) = acting_on_form(&c, &headers, &body, Role::Reader, "signing out").await {
         return r;
     }
     if let Some(id) = session::cookie_id(&headers) {
@@ -113,19 +120,11 @@ pub(crate) async fn backup_now(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let f = form(&body);
-    let s = match c
-        .acting(
-            &headers,
-            f.get("csrf").map(String::as_str),
-            Role::Operator,
-            "requesting a backup",
-        )
-        .await
-    {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let (_, s) =
+        match acting_on_form(&c, &headers, &body, Role::Operator, "requesting a backup").await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
     let spec = EtcdManualBackupSpec {
         backupat: Timestamp::from_unix(Timestamp::now().seconds),
         keep: false,
@@ -198,17 +197,16 @@ pub(crate) async fn settings(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let f = form(&body);
-    let s = match c
-        .acting(
-            &headers,
-            f.get("csrf").map(String::as_str),
-            Role::Admin,
-            "changing backup interval and retention",
-        )
-        .await
+    let (_, s) = match acting_on_form(
+        &c,
+        &headers,
+        &body,
+        Role::Admin,
+        "changing backup interval and retention",
+    )
+    .await
     {
-        Ok(s) => s,
+        Ok(v) => v,
         Err(r) => return r,
     };
     let sent: SettingsForm = parse(&body);
@@ -242,17 +240,16 @@ pub(crate) async fn drill(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let f = form(&body);
-    let s = match c
-        .acting(
-            &headers,
-            f.get("csrf").map(String::as_str),
-            Role::Operator,
-            "turning restore drills on or off",
-        )
-        .await
+    let (f, s) = match acting_on_form(
+        &c,
+        &headers,
+        &body,
+        Role::Operator,
+        "turning restore drills on or off",
+    )
+    .await
     {
-        Ok(s) => s,
+        Ok(v) => v,
         Err(r) => return r,
     };
     let on = f.get("restoredrill").is_some_and(|v| v == "on");
@@ -280,19 +277,11 @@ pub(crate) async fn export_key(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let f = form(&body);
-    let s = match c
-        .acting(
-            &headers,
-            f.get("csrf").map(String::as_str),
-            Role::Admin,
-            "exporting backup keys",
-        )
-        .await
-    {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let (_, s) =
+        match acting_on_form(&c, &headers, &body, Role::Admin, "exporting backup keys").await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
     let uri = format!(
         "/api/v1/resources/{}/{NS_DEFAULT}/{id}",
         BackupDataSpec::TYPE
@@ -382,28 +371,20 @@ pub(crate) async fn store(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let f = form(&body);
-    let s = match c
-        .acting(
-            &headers,
-            f.get("csrf").map(String::as_str),
-            Role::Admin,
-            "changing the backup store configuration",
-        )
-        .await
+    let (_, s) = match acting_on_form(
+        &c,
+        &headers,
+        &body,
+        Role::Admin,
+        "changing the backup store configuration",
+    )
+    .await
     {
-        Ok(s) => s,
+        Ok(v) => v,
         Err(r) => return r,
     };
     let sent: StoreForm = parse(&body);
-    let stored = c
-        .api
-        .state()
-        .get_spec::<EtcdBackupS3ConfigSpec>(NS_DEFAULT, S3_CONFIG_ID)
-        .await
-        .ok()
-        .flatten()
-        .map(|(_, s)| s);
+    let stored = stored_s3_config(&c).await;
     let spec = sent.clone().into_spec(stored.as_ref());
     let res = Resource::from_spec(
         EtcdBackupS3ConfigSpec::TYPE,
@@ -426,17 +407,8 @@ pub(crate) async fn create_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let f = form(&body);
-    let s = match c
-        .acting(
-            &headers,
-            f.get("csrf").map(String::as_str),
-            Role::Admin,
-            "creating tokens",
-        )
-        .await
-    {
-        Ok(s) => s,
+    let (f, s) = match acting_on_form(&c, &headers, &body, Role::Admin, "creating tokens").await {
+        Ok(v) => v,
         Err(r) => return r,
     };
     let req = json!({
@@ -478,17 +450,8 @@ pub(crate) async fn revoke_token(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let f = form(&body);
-    let s = match c
-        .acting(
-            &headers,
-            f.get("csrf").map(String::as_str),
-            Role::Admin,
-            "revoking tokens",
-        )
-        .await
-    {
-        Ok(s) => s,
+    let (_, s) = match acting_on_form(&c, &headers, &body, Role::Admin, "revoking tokens").await {
+        Ok(v) => v,
         Err(r) => return r,
     };
     match c

@@ -233,14 +233,7 @@ pub(crate) async fn store_view(
     errors: FormErrors,
     notice: Option<String>,
 ) -> Response {
-    let stored = c
-        .api
-        .state()
-        .get_spec::<EtcdBackupS3ConfigSpec>(NS_DEFAULT, S3_CONFIG_ID)
-        .await
-        .ok()
-        .flatten()
-        .map(|(_, s)| s);
+    let stored = stored_s3_config(c).await;
     let line = store_line(c).await;
     let status = if errors.fields.is_empty() && errors.general.is_none() {
         StatusCode::OK
@@ -401,4 +394,16 @@ fn asset(kind: &'static str, body: &'static str) -> Response {
         body,
     )
         .into_response()
+}
+
+/// The stored S3 configuration, if any (a failed read shows as none: the
+/// page then offers an empty form, and saving goes through the API's checks).
+pub(crate) async fn stored_s3_config(c: &Console) -> Option<EtcdBackupS3ConfigSpec> {
+    c.api
+        .state()
+        .get_spec::<EtcdBackupS3ConfigSpec>(NS_DEFAULT, S3_CONFIG_ID)
+        .await
+        .ok()
+        .flatten()
+        .map(|(_, s)| s)
 }
