@@ -72,11 +72,7 @@ impl Backend for MemoryBackend {
             expected_version,
         )?;
         items.insert(tuple(&key), resource.clone());
-        let kind = if previous.is_none() {
-            EventKind::Created
-        } else {
-            EventKind::Updated
-        };
+        let kind = EventKind::of_write(previous.is_some());
         // Under the items lock: feed order is commit order.
         self.shared.feed.publish(kind, resource.clone(), previous);
         Ok(())

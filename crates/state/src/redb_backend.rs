@@ -149,11 +149,7 @@ impl Backend for RedbBackend {
             table
                 .insert(k.as_str(), bytes.as_slice())
                 .map_err(storage)?;
-            let kind = if previous.is_none() {
-                EventKind::Created
-            } else {
-                EventKind::Updated
-            };
+            let kind = EventKind::of_write(previous.is_some());
             Ok((kind, resource, previous))
         })
         .await

@@ -13,6 +13,17 @@ pub enum EventKind {
     Destroyed,
 }
 
+impl EventKind {
+    /// The kind of a stored write: an update when the key held a resource.
+    pub fn of_write(existed: bool) -> Self {
+        if existed {
+            EventKind::Updated
+        } else {
+            EventKind::Created
+        }
+    }
+}
+
 /// A change committed to the state.
 #[derive(Debug, Clone)]
 pub struct Event {

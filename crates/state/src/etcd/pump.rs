@@ -99,11 +99,8 @@ fn convert(ev: &etcd_client::Event) -> Option<Change> {
                     return None;
                 }
             };
-            let kind = if kv.version() == 1 {
-                EventKind::Created
-            } else {
-                EventKind::Updated
-            };
+            // etcd counts a key's writes since its creation from 1.
+            let kind = EventKind::of_write(kv.version() != 1);
             (kind, resource)
         }
         // Without the previous value there is nothing to report.
