@@ -1,6 +1,6 @@
 use async_trait::async_trait;
 use omni_resources::meta::ResourceKey;
-use omni_resources::Resource;
+use omni_resources::{LabelSelector, Resource};
 
 use crate::{ChangeStream, StateError};
 
@@ -29,6 +29,19 @@ pub trait Backend: Send + Sync + 'static {
 
     /// All resources of one type in one namespace, ordered by ID.
     async fn list(&self, namespace: &str, kind: &str) -> Result<Vec<Resource>, StateError>;
+
+    /// Those of them that `selector` matches. Backends with a label index
+    /// answer without looking at the others.
+    async fn list_selected(
+        &self,
+        namespace: &str,
+        kind: &str,
+        selector: &LabelSelector,
+    ) -> Result<Vec<Resource>, StateError> {
+        let mut all = self.list(namespace, kind).await?;
+        all.retain(|r| selector.matches(&r.metadata.labels));
+        Ok(all)
+    }
 
     /// Stores `resource` if the stored version is `expected_version`
     /// (0: the resource must not exist).

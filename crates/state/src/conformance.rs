@@ -118,6 +118,31 @@ async fn list_filters_by_namespace_type_and_selector(state: State) {
         .map(|r| r.metadata.id)
         .collect();
     assert_eq!(ids, ["b"]);
+    // A relabelled resource leaves its old label's list and joins the new
+    // one's; a destroyed one leaves every list.
+    let key = ResourceKey::new("default", KIND, "a");
+    let mut a = state.get(&key).await.unwrap();
+    a.metadata.labels.insert("c".into(), "y".into());
+    state.update(a).await.unwrap();
+    let ids =
+        |list: Vec<Resource>| -> Vec<String> { list.into_iter().map(|r| r.metadata.id).collect() };
+    assert_eq!(
+        ids(state.list("default", KIND, &sel).await.unwrap()),
+        ["a", "b"]
+    );
+    let x = LabelSelector::parse("c=x").unwrap();
+    assert!(state.list("default", KIND, &x).await.unwrap().is_empty());
+    assert!(
+        state.teardown(&key).await.unwrap(),
+        "no finalizers: gone at once"
+    );
+    assert_eq!(ids(state.list("default", KIND, &sel).await.unwrap()), ["b"]);
+    let not_y = LabelSelector::parse("c!=y").unwrap();
+    assert!(state
+        .list("default", KIND, &not_y)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn finalizers_block_destroy(state: State) {

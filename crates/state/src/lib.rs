@@ -10,6 +10,7 @@ pub mod conformance;
 mod error;
 pub mod etcd;
 mod feed;
+mod index;
 mod memory;
 mod redb_backend;
 mod state;

@@ -1,15 +1,13 @@
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use omni_resources::meta::ResourceKey;
-use omni_resources::Resource;
+use omni_resources::{LabelSelector, Resource};
 
 use crate::backend::check_version;
 use crate::feed::Feed;
+use crate::index::Index;
 use crate::{Backend, ChangeStream, EventKind, Fence, StateError};
-
-type Items = BTreeMap<(String, String, String), Resource>;
 
 /// In-memory backend, for tests and ephemeral use. Clones share the data,
 /// so two [`crate::State`] handles can race on one backend.
@@ -20,7 +18,7 @@ pub struct MemoryBackend {
 
 #[derive(Default)]
 struct Shared {
-    items: Mutex<Items>,
+    items: Mutex<Index>,
     feed: Feed,
 }
 
@@ -29,7 +27,7 @@ impl MemoryBackend {
         Self::default()
     }
 
-    fn items(&self) -> Result<std::sync::MutexGuard<'_, Items>, StateError> {
+    fn items(&self) -> Result<std::sync::MutexGuard<'_, Index>, StateError> {
         self.shared
             .items
             .lock()
@@ -37,24 +35,24 @@ impl MemoryBackend {
     }
 }
 
-fn tuple(key: &ResourceKey) -> (String, String, String) {
-    (key.namespace.clone(), key.kind.clone(), key.id.clone())
-}
-
 #[async_trait]
 impl Backend for MemoryBackend {
     async fn get(&self, key: &ResourceKey) -> Result<Option<Resource>, StateError> {
-        Ok(self.items()?.get(&tuple(key)).cloned())
+        Ok(self.items()?.get(key).cloned())
     }
 
     async fn list(&self, namespace: &str, kind: &str) -> Result<Vec<Resource>, StateError> {
-        let items = self.items()?;
-        let start = (namespace.to_string(), kind.to_string(), String::new());
-        Ok(items
-            .range(start..)
-            .take_while(|((ns, k, _), _)| ns == namespace && k == kind)
-            .map(|(_, r)| r.clone())
-            .collect())
+        self.list_selected(namespace, kind, &LabelSelector::default())
+            .await
+    }
+
+    async fn list_selected(
+        &self,
+        namespace: &str,
+        kind: &str,
+        selector: &LabelSelector,
+    ) -> Result<Vec<Resource>, StateError> {
+        Ok(self.items()?.list(namespace, kind, selector))
     }
 
     async fn put(
@@ -65,13 +63,13 @@ impl Backend for MemoryBackend {
     ) -> Result<(), StateError> {
         let key = resource.key();
         let mut items = self.items()?;
-        let previous = items.get(&tuple(&key)).cloned();
+        let previous = items.get(&key).cloned();
         check_version(
             &key,
             previous.as_ref().map(|r| r.metadata.version),
             expected_version,
         )?;
-        items.insert(tuple(&key), resource.clone());
+        items.put(resource.clone());
         let kind = EventKind::of_write(previous.is_some());
         // Under the items lock: feed order is commit order.
         self.shared.feed.publish(kind, resource.clone(), previous);
@@ -85,11 +83,11 @@ impl Backend for MemoryBackend {
         _fence: Option<&Fence>,
     ) -> Result<(), StateError> {
         let mut items = self.items()?;
-        let Some(current) = items.get(&tuple(key)) else {
+        let Some(current) = items.get(key) else {
             return Err(StateError::NotFound(key.clone()));
         };
         check_version(key, Some(current.metadata.version), expected_version)?;
-        if let Some(gone) = items.remove(&tuple(key)) {
+        if let Some(gone) = items.remove(key) {
             self.shared
                 .feed
                 .publish(EventKind::Destroyed, gone.clone(), Some(gone));

@@ -1,30 +1,57 @@
 //! The embedded default: redb, a pure-Rust ACID B-tree with copy-on-write
 //! commits (a torn write can never be read back; a commit is durable when
 //! it returns).
+//!
+//! Reads are answered from an in-memory [`Index`] of every resource, kept
+//! equal to the file. Writes go to one writer thread that commits whatever
+//! has queued up meanwhile in one transaction (group commit): a commit
+//! costs an fsync, and with one commit per write a fleet's backups would
+//! queue behind the disk. Each write is still checked on its own (its
+//! compare-and-swap sees the writes before it in the batch), and is
+//! durable, indexed and published before its caller hears back.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use omni_resources::meta::ResourceKey;
-use omni_resources::Resource;
+use omni_resources::{LabelSelector, Resource};
 use redb::{Database, ReadableTable, TableDefinition};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::check_version;
 use crate::feed::Feed;
+use crate::index::Index;
 use crate::{Backend, ChangeStream, EventKind, Fence, StateError};
 
 const RESOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("resources");
 
-type Publish = (EventKind, Resource, Option<Resource>);
+/// Most writes committed together.
+const BATCH: usize = 256;
 
 /// Durable backend in one file.
 pub struct RedbBackend {
-    db: Arc<Database>,
     feed: Arc<Feed>,
-    // redb serialises write transactions anyway; holding this across
-    // commit and publish makes the feed's order the commit order.
-    commits: Arc<Mutex<()>>,
+    index: Arc<Mutex<Index>>,
+    writes: Option<mpsc::UnboundedSender<Write>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+enum Op {
+    Put {
+        resource: Box<Resource>,
+        bytes: Vec<u8>,
+    },
+    Delete,
+}
+
+struct Write {
+    key: ResourceKey,
+    expected: u64,
+    op: Op,
+    done: oneshot::Sender<Result<(), StateError>>,
 }
 
 fn storage(e: impl std::fmt::Display) -> StateError {
@@ -33,21 +60,16 @@ fn storage(e: impl std::fmt::Display) -> StateError {
 
 /// `namespace \0 type \0 id`: IDs and names never contain NUL, and the
 /// separator sorts before every other byte, so a prefix range lists a type.
-fn encode_key(namespace: &str, kind: &str, id: &str) -> String {
-    format!("{namespace}\0{kind}\0{id}")
+fn encode_key(key: &ResourceKey) -> String {
+    format!("{}\0{}\0{}", key.namespace, key.kind, key.id)
 }
 
 fn decode(bytes: &[u8]) -> Result<Resource, StateError> {
     serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt(e.to_string()))
 }
 
-/// The resource stored under `k`, if any.
-fn stored(table: &redb::Table<&str, &[u8]>, k: &str) -> Result<Option<Resource>, StateError> {
-    table
-        .get(k)
-        .map_err(storage)?
-        .map(|v| decode(v.value()))
-        .transpose()
+fn lock(index: &Mutex<Index>) -> std::sync::MutexGuard<'_, Index> {
+    index.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl RedbBackend {
@@ -60,73 +82,198 @@ impl RedbBackend {
         let tx = db.begin_write().map_err(storage)?;
         tx.open_table(RESOURCES).map_err(storage)?;
         tx.commit().map_err(storage)?;
+        let mut index = Index::default();
+        {
+            let tx = db.begin_read().map_err(storage)?;
+            let table = tx.open_table(RESOURCES).map_err(storage)?;
+            for item in table.iter().map_err(storage)? {
+                let (_, v) = item.map_err(storage)?;
+                index.put(decode(v.value())?);
+            }
+        }
+        let index = Arc::new(Mutex::new(index));
+        let feed = Arc::new(Feed::default());
+        let (writes, queue) = mpsc::unbounded_channel();
+        let writer = Writer {
+            db,
+            index: index.clone(),
+            feed: feed.clone(),
+        };
+        let writer = std::thread::Builder::new()
+            .name("omni-redb-writer".into())
+            .spawn(move || writer.run(queue))
+            .map_err(storage)?;
         Ok(RedbBackend {
-            db: Arc::new(db),
-            feed: Arc::default(),
-            commits: Arc::default(),
+            feed,
+            index,
+            writes: Some(writes),
+            writer: Some(writer),
         })
     }
 
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Database) -> Result<T, StateError> + Send + 'static,
-    ) -> Result<T, StateError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(storage)?
+    async fn write(&self, key: ResourceKey, expected: u64, op: Op) -> Result<(), StateError> {
+        let (done, result) = oneshot::channel();
+        let write = Write {
+            key,
+            expected,
+            op,
+            done,
+        };
+        let gone = || StateError::Storage("the state database is closed".into());
+        self.writes
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(write)
+            .map_err(|_| gone())?;
+        result.await.map_err(|_| gone())?
+    }
+}
+
+impl Drop for RedbBackend {
+    /// Closes the file before returning, so that it can be opened again.
+    fn drop(&mut self) {
+        self.writes.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// The one thread that writes the file.
+struct Writer {
+    db: Database,
+    index: Arc<Mutex<Index>>,
+    feed: Arc<Feed>,
+}
+
+/// A write that passed its check, waiting for the batch's commit.
+struct Applied {
+    kind: EventKind,
+    resource: Resource,
+    previous: Option<Resource>,
+    done: oneshot::Sender<Result<(), StateError>>,
+}
+
+impl Writer {
+    fn run(self, mut queue: mpsc::UnboundedReceiver<Write>) {
+        while let Some(first) = queue.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match queue.try_recv() {
+                    Ok(w) => batch.push(w),
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch);
+        }
     }
 
-    /// Runs one write transaction; `f` returns the event to publish.
-    async fn write(
-        &self,
-        f: impl FnOnce(&mut redb::Table<&str, &[u8]>) -> Result<Publish, StateError> + Send + 'static,
-    ) -> Result<(), StateError> {
-        let feed = self.feed.clone();
-        let commits = self.commits.clone();
-        self.blocking(move |db| {
-            let _order = commits.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = db.begin_write().map_err(storage)?;
-            let publish = {
+    fn commit(&self, batch: Vec<Write>) {
+        let mut applied: Vec<Applied> = Vec::with_capacity(batch.len());
+        let outcome = (|| {
+            let tx = self.db.begin_write().map_err(storage)?;
+            {
                 let mut table = tx.open_table(RESOURCES).map_err(storage)?;
-                f(&mut table)?
-            };
-            tx.commit().map_err(storage)?;
-            feed.publish(publish.0, publish.1, publish.2);
-            Ok(())
-        })
-        .await
+                // What earlier writes of this batch left under a key.
+                let mut overlay: HashMap<ResourceKey, Option<Resource>> = HashMap::new();
+                for w in batch {
+                    let current = match overlay.get(&w.key) {
+                        Some(c) => c.clone(),
+                        None => lock(&self.index).get(&w.key).cloned(),
+                    };
+                    match apply(&mut table, &w, current)? {
+                        Ok((kind, resource, previous)) => {
+                            let after = (kind != EventKind::Destroyed).then(|| resource.clone());
+                            overlay.insert(w.key, after);
+                            applied.push(Applied {
+                                kind,
+                                resource,
+                                previous,
+                                done: w.done,
+                            });
+                        }
+                        Err(refused) => {
+                            let _ = w.done.send(Err(refused));
+                        }
+                    }
+                }
+            }
+            tx.commit().map_err(storage)
+        })();
+        if let Err(e) = outcome {
+            tracing::error!(error = %e, writes = applied.len(), "state commit failed");
+            for a in applied {
+                let _ = a.done.send(Err(StateError::Storage(e.to_string())));
+            }
+            return;
+        }
+        for a in applied {
+            {
+                let mut index = lock(&self.index);
+                match a.kind {
+                    EventKind::Destroyed => {
+                        index.remove(&a.resource.key());
+                    }
+                    _ => index.put(a.resource.clone()),
+                }
+            }
+            self.feed.publish(a.kind, a.resource, a.previous);
+            let _ = a.done.send(Ok(()));
+        }
     }
+}
+
+type Checked = Result<(EventKind, Resource, Option<Resource>), StateError>;
+
+/// Checks one write against what is stored and writes it into the table.
+/// The outer error fails the whole transaction; the inner one only this
+/// write (a stale version, a missing resource), which then changed nothing.
+fn apply(
+    table: &mut redb::Table<&str, &[u8]>,
+    w: &Write,
+    current: Option<Resource>,
+) -> Result<Checked, StateError> {
+    let version = current.as_ref().map(|r| r.metadata.version);
+    if let Err(refused) = check_version(&w.key, version, w.expected) {
+        return Ok(Err(refused));
+    }
+    let k = encode_key(&w.key);
+    Ok(match &w.op {
+        Op::Put { resource, bytes } => {
+            table
+                .insert(k.as_str(), bytes.as_slice())
+                .map_err(storage)?;
+            let kind = EventKind::of_write(current.is_some());
+            Ok((kind, (**resource).clone(), current))
+        }
+        Op::Delete => {
+            let Some(current) = current else {
+                return Ok(Err(StateError::NotFound(w.key.clone())));
+            };
+            table.remove(k.as_str()).map_err(storage)?;
+            Ok((EventKind::Destroyed, current.clone(), Some(current)))
+        }
+    })
 }
 
 #[async_trait]
 impl Backend for RedbBackend {
     async fn get(&self, key: &ResourceKey) -> Result<Option<Resource>, StateError> {
-        let k = encode_key(&key.namespace, &key.kind, &key.id);
-        self.blocking(move |db| {
-            let tx = db.begin_read().map_err(storage)?;
-            let table = tx.open_table(RESOURCES).map_err(storage)?;
-            let value = table.get(k.as_str()).map_err(storage)?;
-            value.map(|v| decode(v.value())).transpose()
-        })
-        .await
+        Ok(lock(&self.index).get(key).cloned())
     }
 
     async fn list(&self, namespace: &str, kind: &str) -> Result<Vec<Resource>, StateError> {
-        let start = encode_key(namespace, kind, "");
-        // '\u{1}' is the first byte after the NUL separator.
-        let end = format!("{namespace}\0{kind}\u{1}");
-        self.blocking(move |db| {
-            let tx = db.begin_read().map_err(storage)?;
-            let table = tx.open_table(RESOURCES).map_err(storage)?;
-            let mut out = Vec::new();
-            for item in table.range(start.as_str()..end.as_str()).map_err(storage)? {
-                let (_, v) = item.map_err(storage)?;
-                out.push(decode(v.value())?);
-            }
-            Ok(out)
-        })
-        .await
+        self.list_selected(namespace, kind, &LabelSelector::default())
+            .await
+    }
+
+    async fn list_selected(
+        &self,
+        namespace: &str,
+        kind: &str,
+        selector: &LabelSelector,
+    ) -> Result<Vec<Resource>, StateError> {
+        Ok(lock(&self.index).list(namespace, kind, selector))
     }
 
     async fn put(
@@ -135,24 +282,12 @@ impl Backend for RedbBackend {
         expected_version: u64,
         _fence: Option<&Fence>,
     ) -> Result<(), StateError> {
-        let key = resource.key();
         let bytes = serde_json::to_vec(resource).map_err(storage)?;
-        let resource = resource.clone();
-        self.write(move |table| {
-            let k = encode_key(&key.namespace, &key.kind, &key.id);
-            let previous = stored(table, &k)?;
-            check_version(
-                &key,
-                previous.as_ref().map(|r| r.metadata.version),
-                expected_version,
-            )?;
-            table
-                .insert(k.as_str(), bytes.as_slice())
-                .map_err(storage)?;
-            let kind = EventKind::of_write(previous.is_some());
-            Ok((kind, resource, previous))
-        })
-        .await
+        let op = Op::Put {
+            resource: Box::new(resource.clone()),
+            bytes,
+        };
+        self.write(resource.key(), expected_version, op).await
     }
 
     async fn delete(
@@ -161,17 +296,7 @@ impl Backend for RedbBackend {
         expected_version: u64,
         _fence: Option<&Fence>,
     ) -> Result<(), StateError> {
-        let key = key.clone();
-        self.write(move |table| {
-            let k = encode_key(&key.namespace, &key.kind, &key.id);
-            let Some(current) = stored(table, &k)? else {
-                return Err(StateError::NotFound(key.clone()));
-            };
-            check_version(&key, Some(current.metadata.version), expected_version)?;
-            table.remove(k.as_str()).map_err(storage)?;
-            Ok((EventKind::Destroyed, current.clone(), Some(current)))
-        })
-        .await
+        self.write(key.clone(), expected_version, Op::Delete).await
     }
 
     fn subscribe(&self) -> ChangeStream {

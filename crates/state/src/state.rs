@@ -151,9 +151,7 @@ impl State {
         kind: &str,
         selector: &LabelSelector,
     ) -> Result<Vec<Resource>, StateError> {
-        let mut all = self.backend.list(namespace, kind).await?;
-        all.retain(|r| selector.matches(&r.metadata.labels));
-        Ok(all)
+        self.backend.list_selected(namespace, kind, selector).await
     }
 
     /// Creates a resource at version 1.
