@@ -88,6 +88,21 @@ class Client:
                 self.local.c = None
         raise RuntimeError(f"{method} {path}: gave up")
 
+    def loop_counts(self):
+        """Per controller: (reconciles, relists) from /metrics."""
+        c = self.conn()
+        c.request("GET", "/metrics", headers={"Authorization": f"Bearer {self.token}"})
+        r = c.getresponse()
+        text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            for family, slot in (("omni_controller_reconciles_total", 0),
+                                 ("omni_controller_relists_total", 1)):
+                if line.startswith(family + "{"):
+                    name = line.split('"')[1]
+                    out.setdefault(name, [0, 0])[slot] = int(float(line.rsplit(" ", 1)[1]))
+        return out
+
     def statuses(self):
         out = self.call("GET", "/api/v1/resources/EtcdBackupStatuses.omni.sidero.dev/ephemeral")
         items = out.get("items", out) if isinstance(out, dict) else out
@@ -101,6 +116,12 @@ def ts(t):
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def print_loops(cl, when):
+    counts = cl.loop_counts()
+    parts = [f"{name.removesuffix('Controller')} {r}/{l}" for name, (r, l) in sorted(counts.items())]
+    print(f"reconciles/relists {when}: " + ", ".join(parts))
 
 
 def main():
@@ -170,6 +191,7 @@ def main():
         t1, cpu1 = time.time(), cpu_seconds(omni.pid)
         print(f"apply {3 * a.n} resources: {t1 - t0:.1f} s wall, {cpu1 - cpu0:.1f} s omni CPU, "
               f"{(cpu1 - cpu0) * 1000 / (3 * a.n):.2f} ms CPU per resource")
+        print_loops(cl, "after the apply")
 
         # First round: every cluster backed up once (due at once).
         deadline = time.time() + max(600, a.n * 0.5)
@@ -218,6 +240,7 @@ def main():
             s0 = time.time()
             cl.statuses()
             lat.append(time.time() - s0)
+        print_loops(cl, "after two rounds")
         print(f"list all {a.n} statuses: median {statistics.median(lat) * 1000:.0f} ms")
         print(f"RSS: {status_kib(omni.pid, 'VmRSS') // 1024} MiB now, "
               f"peak {status_kib(omni.pid, 'VmHWM') // 1024} MiB")

@@ -13,7 +13,7 @@ use omni_resources::specs::backup::{
 };
 use omni_resources::specs::Kind;
 use omni_resources::{LabelSelector, NS_EPHEMERAL};
-use omni_runtime::Health;
+use omni_runtime::{Health, LoopCounts};
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -31,6 +31,9 @@ fn label(v: &str) -> String {
 
 /// A metric family read off each cluster's backup status: name, help, value.
 type Family = (&'static str, &'static str, fn(&EtcdBackupStatusSpec) -> f64);
+
+/// A counter family read off each controller's loop counts.
+type LoopFamily = (&'static str, &'static str, fn(&LoopCounts) -> u64);
 
 async fn metrics(
     AxState((api, health)): AxState<(Api, Arc<Health>)>,
@@ -90,16 +93,34 @@ async fn metrics(
         label(&store),
         u8::from(configured)
     );
-    let _ = writeln!(
-        out,
-        "# HELP omni_controller_crashes_total Panics caught in each controller since the start.\n# TYPE omni_controller_crashes_total counter"
-    );
-    for (name, crashes) in health.crash_counts() {
-        let _ = writeln!(
-            out,
-            "omni_controller_crashes_total{{controller=\"{}\"}} {crashes}",
-            label(name)
-        );
+    let loops = health.loop_counts();
+    let counters: [LoopFamily; 3] = [
+        (
+            "omni_controller_crashes_total",
+            "Panics caught in each controller since the start.",
+            |c| c.crashes,
+        ),
+        (
+            "omni_controller_reconciles_total",
+            "Reconciles run by each controller since the start.",
+            |c| c.reconciles,
+        ),
+        (
+            "omni_controller_relists_total",
+            "Whole-world passes of each controller: at start and after its watch fell behind.",
+            |c| c.relists,
+        ),
+    ];
+    for (family, help, value) in counters {
+        let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} counter");
+        for (name, counts) in &loops {
+            let _ = writeln!(
+                out,
+                "{family}{{controller=\"{}\"}} {}",
+                label(name),
+                value(counts)
+            );
+        }
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

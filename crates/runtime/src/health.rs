@@ -26,6 +26,20 @@ impl Default for HealthSettings {
 struct Crashes {
     total: u64,
     recent: VecDeque<Instant>,
+    reconciles: u64,
+    relists: u64,
+}
+
+/// What one controller has done since the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LoopCounts {
+    pub crashes: u64,
+    /// Reconciles run (each key counted per run).
+    pub reconciles: u64,
+    /// Whole-world passes: at start, after a watch fell behind, on a poke
+    /// of every key. Growing with the fleet's event rate is the sign of a
+    /// feed too small for it.
+    pub relists: u64,
 }
 
 /// Shared between the runtime (which records crashes) and the server
@@ -63,10 +77,33 @@ impl Health {
         }
     }
 
+    pub(crate) fn reconciled(&self, name: &'static str) {
+        self.lock().entry(name).or_default().reconciles += 1;
+    }
+
+    pub(crate) fn relisted(&self, name: &'static str) {
+        self.lock().entry(name).or_default().relists += 1;
+    }
+
     /// Crashes per controller since the start, every registered controller
     /// listed.
     pub fn crash_counts(&self) -> Vec<(&'static str, u64)> {
         self.lock().iter().map(|(n, c)| (*n, c.total)).collect()
+    }
+
+    /// Every registered controller's counters.
+    pub fn loop_counts(&self) -> Vec<(&'static str, LoopCounts)> {
+        self.lock()
+            .iter()
+            .map(|(n, c)| {
+                let counts = LoopCounts {
+                    crashes: c.total,
+                    reconciles: c.reconciles,
+                    relists: c.relists,
+                };
+                (*n, counts)
+            })
+            .collect()
     }
 
     /// Controllers that crashed `threshold` times within the window.

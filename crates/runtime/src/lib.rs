@@ -35,7 +35,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use health::{Health, HealthSettings};
+pub use health::{Health, HealthSettings, LoopCounts};
 pub use input::{Input, KeyFuture};
 
 /// The one key of a controller that reconciles the whole state per call.

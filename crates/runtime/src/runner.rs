@@ -109,6 +109,7 @@ async fn run_loop(controller: Arc<dyn Controller>, shared: Shared) {
     loop {
         while queue.running() < limit {
             let Some(key) = queue.start_next() else { break };
+            shared.health.reconciled(name);
             let (c, ctx, k) = (controller.clone(), ctx.clone(), key.clone());
             let handle = running.spawn(async move { c.reconcile(&k, &ctx).await });
             keys_of.insert(handle.id(), key);
@@ -117,7 +118,7 @@ async fn run_loop(controller: Arc<dyn Controller>, shared: Shared) {
             _ = shared.cancel.cancelled() => break,
             Some(poke) = rx.recv() => match poke {
                 Poke::Key(k) => queue.enqueue(k),
-                Poke::All => match controller.keys(&shared.state).await {
+                Poke::All => match relist(name, &controller, &shared).await {
                     Ok(keys) => {
                         relist_backoff = BACKOFF_MIN;
                         keys.into_iter().for_each(|k| queue.enqueue(k));
@@ -151,6 +152,15 @@ async fn run_loop(controller: Arc<dyn Controller>, shared: Shared) {
         _ = async { while running.join_next().await.is_some() {} } => {}
         _ = shared.abort.cancelled() => running.abort_all(),
     }
+}
+
+async fn relist(
+    name: &'static str,
+    controller: &Arc<dyn Controller>,
+    shared: &Shared,
+) -> Result<Vec<String>, BoxError> {
+    shared.health.relisted(name);
+    controller.keys(&shared.state).await
 }
 
 fn finished(
