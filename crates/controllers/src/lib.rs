@@ -22,5 +22,7 @@ pub mod drill;
 pub mod external;
 pub mod leases;
 pub mod machine_status;
+mod probe_pace;
 pub mod retention;
 pub mod store;
+mod waitlist;

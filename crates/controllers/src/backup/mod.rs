@@ -29,8 +29,10 @@ use omni_runtime::{Action, BoxError, Context, Controller, Input, SINGLETON};
 
 use crate::cluster_finalizer::destroy_if_present;
 use crate::store::Stores;
+use crate::waitlist::WaitList;
 pub use recovery::INTERRUPTED;
 pub use schedule::ScheduleSettings;
+use start::Started;
 
 /// Knobs of the backup controller.
 #[derive(Debug, Clone)]
@@ -79,7 +81,7 @@ struct Memory {
     /// Uploads journaled for another store were reported.
     warned_elsewhere: bool,
     /// Clusters due while the limit of running backups was reached.
-    blocked: HashSet<String>,
+    blocked: WaitList,
     /// The store's configuration as last seen in the overall status.
     store_seen: Option<(String, String, u32)>,
 }
@@ -275,8 +277,8 @@ impl Controller for EtcdBackupController {
         let mut next = Action::AwaitChange;
         match schedule::manual_wait(manual, &st, now) {
             Some(wait) if wait.is_zero() => {
-                self.start(ctx, name, false).await?;
-                return Ok(next);
+                let started = self.start(ctx, name, false).await?;
+                return Ok(self.after_start(started, next));
             }
             Some(wait) => next = Action::Requeue(wait),
             None => {}
@@ -318,8 +320,21 @@ impl Controller for EtcdBackupController {
             tracing::debug!(cluster = %name, "automatic backup waits for control-plane members");
             return Ok(next);
         }
-        self.start(ctx, name, true).await?;
-        Ok(next)
+        let started = self.start(ctx, name, true).await?;
+        Ok(self.after_start(started, next))
+    }
+}
+
+impl EtcdBackupController {
+    /// A cluster that waits for a slot is woken by a backup that ends; a
+    /// tick later it looks again anyway, should the one woken before it
+    /// have had nothing to start.
+    fn after_start(&self, started: Started, next: Action) -> Action {
+        match (started, next) {
+            (Started::Blocked, Action::Requeue(d)) => Action::Requeue(d.min(self.settings.tick)),
+            (Started::Blocked, Action::AwaitChange) => Action::Requeue(self.settings.tick),
+            (_, next) => next,
+        }
     }
 }
 

@@ -33,9 +33,9 @@ impl EtcdBackupController {
         ctx: &Context,
         cluster: &str,
         automatic: bool,
-    ) -> Result<(), BoxError> {
+    ) -> Result<Started, BoxError> {
         if ctx.cancel.is_cancelled() {
-            return Ok(());
+            return Ok(Started::No);
         }
         let store = match self.stores.current() {
             Ok(s) => s,
@@ -50,18 +50,18 @@ impl EtcdBackupController {
                     })
                     .await?;
                 }
-                return Ok(());
+                return Ok(Started::No);
             }
         };
         let at = {
             let mut mem = self.memory();
             if mem.running.contains(cluster) {
-                return Ok(());
+                return Ok(Started::No);
             }
             if mem.running.len() >= self.settings.max_concurrent {
-                // A backup that ends wakes the clusters that waited.
-                mem.blocked.insert(cluster.to_string());
-                return Ok(());
+                // A backup that ends wakes the cluster that waited longest.
+                mem.blocked.push(cluster);
+                return Ok(Started::Blocked);
             }
             mem.running.insert(cluster.to_string());
             // Two backups in one second would share a key: step past the last.
@@ -83,6 +83,7 @@ impl EtcdBackupController {
             run: self.run.clone(),
         };
         let memory = self.memory.clone();
+        let slots = self.settings.max_concurrent;
         let trigger = ctx.trigger.clone();
         let abort = ctx.abort.clone();
         let state = ctx.state.clone();
@@ -117,13 +118,24 @@ impl EtcdBackupController {
                     Some(None) => *mem.failures.entry(cluster.clone()).or_insert(0) += 1,
                     None => {}
                 }
-                std::mem::take(&mut mem.blocked)
+                let free = slots.saturating_sub(mem.running.len());
+                mem.blocked.take(free)
             };
             trigger.poke_key(&cluster);
             for c in blocked {
                 trigger.poke_key(&c);
             }
         });
-        Ok(())
+        Ok(Started::Yes)
     }
+}
+
+/// What [`EtcdBackupController::start`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Started {
+    Yes,
+    /// Nothing to do (already running, no store, shutting down).
+    No,
+    /// Every slot is taken: the cluster waits its turn.
+    Blocked,
 }
