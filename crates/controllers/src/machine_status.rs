@@ -24,20 +24,30 @@ use omni_runtime::{Action, BoxError, Context, Controller, Input};
 use omni_state::{State, StateError};
 
 use crate::cluster_finalizer::destroy_if_present;
+use crate::probe_pace::ProbePace;
 
 /// How often and how patiently machines are probed.
 #[derive(Debug, Clone)]
 pub struct MachineStatusSettings {
-    /// Time between two probes of every machine.
+    /// Shortest time between two probes of one machine.
     pub interval: Duration,
+    /// Probes per second across the fleet (0: no limit); beyond
+    /// `interval × rate` machines each one's period stretches.
+    pub rate: f64,
     /// Longest wait for a connection, and again for the status answer.
     pub timeout: Duration,
 }
+
+/// The default fleet-wide probe budget: a probe costs about half a
+/// millisecond of CPU with its write, so this stays near 0.5 % of a core
+/// however large the fleet (`scripts/bench-fleet.sh` measures it).
+pub const DEFAULT_PROBE_RATE: f64 = 10.0;
 
 impl Default for MachineStatusSettings {
     fn default() -> Self {
         MachineStatusSettings {
             interval: Duration::from_secs(10),
+            rate: DEFAULT_PROBE_RATE,
             timeout: Duration::from_secs(3),
         }
     }
@@ -45,12 +55,24 @@ impl Default for MachineStatusSettings {
 
 /// Probes machines and writes `MachineStatuses`.
 pub struct MachineStatusController {
-    pub settings: MachineStatusSettings,
+    settings: MachineStatusSettings,
+    pace: ProbePace,
+}
+
+impl MachineStatusController {
+    pub fn new(settings: MachineStatusSettings) -> Self {
+        MachineStatusController {
+            pace: ProbePace::new(settings.interval, settings.rate),
+            settings,
+        }
+    }
 }
 
 const MACHINE_STATUS: &str = "MachineStatusController";
 
-/// Longest a status keeps its `lastchecked` while the probes see no change.
+/// Longest a status keeps its `lastchecked` while the probes see no change
+/// (or two and a half probe periods when the fleet stretches them: a write
+/// per unchanged probe would double what a probe costs).
 const LASTCHECKED_REFRESH: f64 = 60.0;
 
 /// The member endpoint of a machine, with its TLS material.
@@ -141,14 +163,21 @@ impl Controller for MachineStatusController {
     async fn reconcile(&self, id: &str, ctx: &Context) -> Result<Action, BoxError> {
         let machine = ctx.state.get_spec::<MachineSpec>(NS_DEFAULT, id).await?;
         let Some((_, spec)) = machine.filter(|(_, s)| !s.etcdendpoints.is_empty()) else {
+            self.pace.forget(id);
             destroy_if_present(&ctx.state, NS_DEFAULT, MachineStatusSpec::TYPE, id).await?;
             return Ok(Action::AwaitChange);
         };
+        self.pace.track(id);
         let endpoint = endpoint_of(id, &spec);
+        let slot = self.pace.reserve(tokio::time::Instant::now());
         let result = tokio::select! {
-            r = member_status(&endpoint, self.settings.timeout) => r,
+            r = async {
+                tokio::time::sleep_until(slot).await;
+                member_status(&endpoint, self.settings.timeout).await
+            } => r,
             _ = ctx.cancel.cancelled() => return Ok(Action::AwaitChange),
         };
+        let period = self.pace.period();
         let now = Timestamp::now();
         let written = ctx
             .state
@@ -161,7 +190,8 @@ impl Controller for MachineStatusController {
                     lastchecked: s.lastchecked,
                     ..next.clone()
                 } == *s;
-                let fresh = now.as_secs_f64() - s.lastchecked.as_secs_f64() < LASTCHECKED_REFRESH;
+                let age = now.as_secs_f64() - s.lastchecked.as_secs_f64();
+                let fresh = age < LASTCHECKED_REFRESH.max(period.as_secs_f64() * 2.5);
                 if !(same && fresh) {
                     *s = next;
                 }
@@ -174,7 +204,7 @@ impl Controller for MachineStatusController {
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
         }
-        Ok(Action::Requeue(self.settings.interval))
+        Ok(Action::Requeue(period))
     }
 }
 

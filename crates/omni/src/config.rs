@@ -89,9 +89,15 @@ pub struct Flags {
     /// etcdutl binary for restore drills: a path, or a name on PATH [default: etcdutl].
     #[arg(long)]
     pub etcdutl_bin: Option<PathBuf>,
-    /// Time between two probes of every machine's etcd member (Go duration).
+    /// Shortest time between two probes of one machine's etcd member (Go
+    /// duration) [default: 10s].
     #[arg(long)]
     pub machine_probe_interval: Option<String>,
+    /// Probes per second across all machines; a fleet larger than
+    /// interval × rate is probed less often than the interval (0: no limit)
+    /// [default: 10].
+    #[arg(long)]
+    pub machine_probe_rate: Option<f64>,
     /// First delay before retrying a failed automatic backup (doubles per failure).
     #[arg(long)]
     pub etcd_backup_retry_backoff: Option<String>,
@@ -152,6 +158,7 @@ pub struct FileConfig {
     pub etcd_bin: Option<PathBuf>,
     pub etcdutl_bin: Option<PathBuf>,
     pub machine_probe_interval: Option<String>,
+    pub machine_probe_rate: Option<f64>,
     pub api_rate_limit: Option<f64>,
     pub api_rate_burst: Option<f64>,
     pub etcd_backup_retry_backoff: Option<String>,
@@ -191,6 +198,7 @@ pub struct Config {
     pub retention: omni_controllers::retention::RetentionSettings,
     pub drill: omni_controllers::drill::DrillSettings,
     pub machine_probe_interval: Duration,
+    pub machine_probe_rate: f64,
     pub rate_limit: f64,
     pub rate_burst: f64,
     pub retry_backoff: Duration,
@@ -282,6 +290,13 @@ impl Config {
         if machine_probe_interval.is_zero() {
             bail!("--machine-probe-interval must be positive");
         }
+        let machine_probe_rate = flags
+            .machine_probe_rate
+            .or(file.machine_probe_rate)
+            .unwrap_or(omni_controllers::machine_status::DEFAULT_PROBE_RATE);
+        if !machine_probe_rate.is_finite() || machine_probe_rate < 0.0 {
+            bail!("--machine-probe-rate must be a number of probes per second, 0 or more (0: no limit), not {machine_probe_rate}");
+        }
         let rate_limit = flags.api_rate_limit.or(file.api_rate_limit).unwrap_or(50.0);
         let rate_burst = flags
             .api_rate_burst
@@ -336,6 +351,7 @@ impl Config {
             retention: ops.retention.clone(),
             drill: ops.drill(&data_dir, tick),
             machine_probe_interval,
+            machine_probe_rate,
             rate_limit,
             rate_burst,
             retry_backoff: duration(
@@ -381,6 +397,9 @@ mod tests {
         let c = Config::resolve(flags(&["--machine-probe-interval", "500ms"])).unwrap();
         assert_eq!(c.machine_probe_interval, Duration::from_millis(500));
         assert!(Config::resolve(flags(&["--machine-probe-interval", "0s"])).is_err());
+        assert_eq!(c.machine_probe_rate, 10.0);
+        let err = Config::resolve(flags(&["--machine-probe-rate", "-1"])).unwrap_err();
+        assert!(err.to_string().contains("--machine-probe-rate"), "{err}");
     }
 
     #[test]

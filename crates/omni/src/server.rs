@@ -54,12 +54,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }))?;
         runtime.register(Arc::new(ClusterMachineController))?;
         runtime.register(Arc::new(ClusterController))?;
-        runtime.register(Arc::new(MachineStatusController {
-            settings: MachineStatusSettings {
+        runtime.register(Arc::new(MachineStatusController::new(
+            MachineStatusSettings {
                 interval: config.machine_probe_interval,
+                rate: config.machine_probe_rate,
                 ..MachineStatusSettings::default()
             },
-        }))?;
+        )))?;
         runtime.register(Arc::new(ClusterMachineStatusController))?;
         let settings = BackupSettings {
             schedule: ScheduleSettings {

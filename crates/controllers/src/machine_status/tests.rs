@@ -108,8 +108,9 @@ async fn probes_real_etcd_and_reports_an_unreachable_member() {
     let settings = MachineStatusSettings {
         interval: Duration::from_millis(200),
         timeout: Duration::from_millis(500),
+        ..MachineStatusSettings::default()
     };
-    rt.register(Arc::new(MachineStatusController { settings }))
+    rt.register(Arc::new(MachineStatusController::new(settings)))
         .unwrap();
     rt.register(Arc::new(ClusterMachineStatusController))
         .unwrap();
