@@ -138,6 +138,22 @@ pub fn cluster_conditions(
     out
 }
 
+/// Whether `alert` keeps its current state because a new attempt is under
+/// way: a running backup (or drill) neither proves nor clears a failure.
+pub fn holds(facts: &ClusterFacts, alert: &str) -> bool {
+    match alert {
+        event::BACKUP_FAILED => facts
+            .backup
+            .as_ref()
+            .is_some_and(|b| b.status == status::RUNNING),
+        event::DRILL_FAILED => facts
+            .drill
+            .as_ref()
+            .is_some_and(|d| d.status == status::RUNNING),
+        _ => false,
+    }
+}
+
 /// The store condition: a configuration error in the overall status.
 pub fn store_condition(configuration_error: &str) -> Option<Condition> {
     (!configuration_error.is_empty()).then(|| Condition {

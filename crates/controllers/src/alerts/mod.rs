@@ -82,6 +82,15 @@ struct Receiver {
     clusters: LabelSelector,
 }
 
+/// One alert instance to evaluate: per receiver (in order) the condition
+/// as that receiver sees it; `hold` keeps the stored state unchanged.
+struct Instance<'a> {
+    alert: &'a str,
+    cluster: &'a str,
+    conditions: &'a [Option<Condition>],
+    hold: bool,
+}
+
 /// The status id of an alert instance.
 pub fn status_id(alert: &str, cluster: &str) -> String {
     if cluster.is_empty() {
@@ -192,35 +201,42 @@ impl AlertController {
     async fn evaluate(
         &self,
         ctx: &Context,
-        alert: &str,
-        cluster: &str,
+        instance: Instance<'_>,
         receivers: &[Receiver],
-        conditions: &[Option<Condition>],
         now: Timestamp,
     ) -> Result<Option<Timestamp>, BoxError> {
+        let Instance {
+            alert,
+            cluster,
+            conditions,
+            hold,
+        } = instance;
         // The key is the cluster ([`SINGLETON`] for the store).
         let id = status_id(alert, cluster);
         let any = conditions.iter().flatten().next();
-        let exists = ctx
+        let existing = ctx
             .state
             .get_spec::<AlertStatusSpec>(NS_EPHEMERAL, &id)
-            .await?
-            .is_some();
-        if !exists && any.is_none() {
-            return Ok(None);
-        }
-        let firing: Vec<(String, bool)> = receivers
-            .iter()
-            .zip(conditions)
-            .map(|(r, c)| (r.name.clone(), c.is_some()))
-            .collect();
-        let stored = ctx
-            .state
-            .modify::<AlertStatusSpec>(NS_EPHEMERAL, &id, NAME, |s| {
-                track::update(s, alert, cluster, any, &firing, now)
-            })
             .await?;
-        let status: AlertStatusSpec = stored.spec_as()?;
+        let status = match existing {
+            None if any.is_none() || hold => return Ok(None),
+            // Held: deliveries still due go out, nothing else changes.
+            Some((_, status)) if hold => status,
+            _ => {
+                let firing: Vec<(String, bool)> = receivers
+                    .iter()
+                    .zip(conditions)
+                    .map(|(r, c)| (r.name.clone(), c.is_some()))
+                    .collect();
+                let stored = ctx
+                    .state
+                    .modify::<AlertStatusSpec>(NS_EPHEMERAL, &id, NAME, |s| {
+                        track::update(s, alert, cluster, any, &firing, now)
+                    })
+                    .await?;
+                stored.spec_as()?
+            }
+        };
         let mut wake: Option<Timestamp> = None;
         for d in &status.receivers {
             let Some(r) = receivers.iter().find(|r| r.name == d.receiver) else {
@@ -329,15 +345,13 @@ impl AlertController {
             .iter()
             .map(|r| condition.clone().filter(|c| r.spec.wants(c.alert)))
             .collect();
-        self.evaluate(
-            ctx,
-            event::STORE_CONFIG_INVALID,
-            SINGLETON,
-            receivers,
-            &conditions,
-            now,
-        )
-        .await
+        let instance = Instance {
+            alert: event::STORE_CONFIG_INVALID,
+            cluster: SINGLETON,
+            conditions: &conditions,
+            hold: false,
+        };
+        self.evaluate(ctx, instance, receivers, now).await
     }
 
     async fn reconcile_cluster(
@@ -371,9 +385,14 @@ impl AlertController {
                 .iter()
                 .map(|cs| cs.iter().find(|c| c.alert == *alert).cloned())
                 .collect();
-            let next = self
-                .evaluate(ctx, alert, name, receivers, &conditions, now)
-                .await?;
+            let hold = facts.as_ref().is_some_and(|(f, _)| derive::holds(f, alert));
+            let instance = Instance {
+                alert,
+                cluster: name,
+                conditions: &conditions,
+                hold,
+            };
+            let next = self.evaluate(ctx, instance, receivers, now).await?;
             if let Some(t) = next {
                 wake = Some(wake.map_or(t, |w| w.min(t)));
             }

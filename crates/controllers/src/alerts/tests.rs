@@ -52,8 +52,13 @@ fn a_failed_backup_fires_and_an_ok_one_does_not() {
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].alert, event::BACKUP_FAILED);
     assert_eq!(c[0].description, "etcd unreachable");
+    assert!(!derive::holds(&f, event::BACKUP_FAILED));
+    // A retry under way neither proves nor clears the failure.
+    f.backup.as_mut().unwrap().status = status::RUNNING;
+    assert!(derive::holds(&f, event::BACKUP_FAILED));
     f.backup.as_mut().unwrap().status = status::OK;
     assert!(names(&f, &r, at(10)).is_empty());
+    assert!(!derive::holds(&f, event::BACKUP_FAILED));
 }
 
 #[test]
