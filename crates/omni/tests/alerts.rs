@@ -14,8 +14,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use common::*;
-use ops::spec;
 use omni_testkit::EtcdCluster;
+use ops::spec;
 use serde_json::Value;
 
 const SECRET_HEADER: &str = "Bearer alert-s3cret-token";
@@ -185,6 +185,20 @@ async fn a_failed_backup_is_announced_once_resolved_and_delivered_late_when_the_
         (!am.is_empty() && !slack.is_empty()).then_some(())
     })
     .await;
+    // Two intervals (2s each) without a good backup: stale, to the one
+    // receiver that asked for it.
+    let stale = eventually("the stale alert", || {
+        inbox
+            .on("/am/api/v2/alerts")
+            .into_iter()
+            .find(|r| r.body[0]["labels"]["alertname"] == "backup-stale")
+    })
+    .await;
+    assert_eq!(stale.body[0]["labels"]["cluster"], "talos-default");
+    assert!(inbox
+        .on("/hook")
+        .iter()
+        .all(|r| r.body["alert"] == "backup-failed"));
 
     // Several failed attempts (and reconciles) and a restart later: still
     // one firing message, since delivery state is stored.
@@ -330,4 +344,46 @@ async fn receivers_are_validated_by_field_and_redacted_below_admin() {
     // Defaults are filled in and shown.
     assert!(admin.contains("staleafterintervals: 2"), "{admin}");
     assert!(admin.contains("sendresolved: true"), "{admin}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unconfigured_store_fires_until_s3_is_configured() {
+    let s3 = omni_testkit::S3Server::start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let inbox = Inbox::serve(listener).await;
+    let omni = Omni::start(&["--etcd-backup-s3"]).await;
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let yaml = receiver_yaml(
+        "hook",
+        "webhook",
+        &url,
+        "  events: [store-config-invalid]\n",
+    );
+    assert!(omni.apply_yaml(&yaml).status.success());
+
+    let firing = eventually("the store alert", || {
+        inbox
+            .webhook("/hook", "store-config-invalid", "firing")
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(firing.body["description"], "not initialized");
+    assert_eq!(firing.body["cluster"], "");
+    let listed = omni.ctl_ok(&["get", "alertstatuses"]);
+    assert!(
+        listed.contains("store-config-invalid") && listed.contains("firing"),
+        "{listed}"
+    );
+
+    ops::configure_s3(&omni, &s3).await;
+    eventually("the store alert resolved", || {
+        (!inbox
+            .webhook("/hook", "store-config-invalid", "resolved")
+            .is_empty())
+        .then_some(())
+    })
+    .await;
+    assert_eq!(inbox.on("/hook").len(), 2, "{:?}", inbox.all());
 }
