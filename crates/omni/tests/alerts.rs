@@ -344,6 +344,19 @@ async fn receivers_are_validated_by_field_and_redacted_below_admin() {
     // Defaults are filled in and shown.
     assert!(admin.contains("staleafterintervals: 2"), "{admin}");
     assert!(admin.contains("sendresolved: true"), "{admin}");
+
+    // The examples of docs/alerts.md apply as they are.
+    let doc = include_str!("../../../docs/alerts.md");
+    let example = doc
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    let out = omni.apply_yaml(example);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for id in ["ops-webhook", "alertmanager", "team-chat"] {
+        assert!(spec(&omni, "alertreceiver", id).is_some(), "{id} missing");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
