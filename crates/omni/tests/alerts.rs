@@ -272,6 +272,14 @@ async fn a_failed_backup_is_announced_once_resolved_and_delivered_late_when_the_
     assert_eq!(inbox.webhook("/hook", "backup-failed", "firing").len(), 1);
     assert_eq!(inbox.webhook("/hook", "backup-failed", "resolved").len(), 1);
 
+    // The cluster goes: so do its resolved, delivered alerts.
+    omni.ctl_ok(&["delete", "cluster", "talos-default"]);
+    eventually("the cluster's alert statuses gone", || {
+        let listed = omni.ctl_ok(&["get", "alertstatuses", "-o", "json"]);
+        (!listed.contains("talos-default")).then_some(())
+    })
+    .await;
+
     // Secrets never reach the log.
     let log = omni.log_text();
     assert!(!log.contains("alert-s3cret-token"), "header value logged");

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use omni_resources::duration::format_go_duration;
 use omni_resources::specs::alert::{event, AlertReceiverSpec};
 use omni_resources::specs::backup::{status, EtcdBackupStatusSpec};
 use omni_resources::specs::backup_drill::EtcdBackupDrillStatusSpec;
@@ -86,7 +87,7 @@ pub fn cluster_conditions(
     }
     if let Some(at) = stale_at(facts, receiver.staleafterintervals) {
         if now >= at {
-            let interval = facts.interval.unwrap_or_default().as_secs();
+            let interval = format_go_duration(facts.interval.unwrap_or_default());
             let last = facts
                 .backup
                 .as_ref()
@@ -96,7 +97,7 @@ pub fn cluster_conditions(
                 alert: event::BACKUP_STALE,
                 severity: CRITICAL,
                 summary: format!(
-                    "cluster {c} has no good etcd backup within {}×{interval}s",
+                    "cluster {c} has had no good etcd backup for {} backup intervals ({interval} each)",
                     receiver.staleafterintervals
                 ),
                 description: match last {

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use omni_resources::meta::ResourceKey;
-use omni_resources::specs::alert::{event, AlertReceiverSpec, AlertStatusSpec};
+use omni_resources::specs::alert::{event, state, AlertReceiverSpec, AlertStatusSpec};
 use omni_resources::specs::backup::{
     EtcdBackupOverallStatusSpec, EtcdBackupStatusSpec, OVERALL_STATUS_ID,
 };
@@ -83,12 +83,15 @@ struct Receiver {
 }
 
 /// One alert instance to evaluate: per receiver (in order) the condition
-/// as that receiver sees it; `hold` keeps the stored state unchanged.
+/// as that receiver sees it; `hold` keeps the stored state unchanged;
+/// `gone`: the cluster no longer exists, so the status goes once resolved
+/// and delivered.
 struct Instance<'a> {
     alert: &'a str,
     cluster: &'a str,
     conditions: &'a [Option<Condition>],
     hold: bool,
+    gone: bool,
 }
 
 /// The status id of an alert instance.
@@ -210,6 +213,7 @@ impl AlertController {
             cluster,
             conditions,
             hold,
+            gone,
         } = instance;
         // The key is the cluster ([`SINGLETON`] for the store).
         let id = status_id(alert, cluster);
@@ -238,15 +242,28 @@ impl AlertController {
             }
         };
         let mut wake: Option<Timestamp> = None;
+        let mut sending = false;
         for d in &status.receivers {
             let Some(r) = receivers.iter().find(|r| r.name == d.receiver) else {
                 continue;
             };
             match track::due(d, r.spec.sendresolved, r.spec.resend(), now) {
-                Due::Now(state) => self.spawn(ctx, &id, r, &status, state, now),
+                Due::Now(state) => {
+                    sending = true;
+                    self.spawn(ctx, &id, r, &status, state, now)
+                }
                 Due::At(t) => wake = Some(wake.map_or(t, |w| w.min(t))),
                 Due::Never => {}
             }
+        }
+        if gone && !sending && wake.is_none() && status.state != state::FIRING {
+            crate::cluster_finalizer::destroy_if_present(
+                &ctx.state,
+                NS_EPHEMERAL,
+                AlertStatusSpec::TYPE,
+                &id,
+            )
+            .await?;
         }
         Ok(wake)
     }
@@ -350,6 +367,7 @@ impl AlertController {
             cluster: SINGLETON,
             conditions: &conditions,
             hold: false,
+            gone: false,
         };
         self.evaluate(ctx, instance, receivers, now).await
     }
@@ -391,6 +409,7 @@ impl AlertController {
                 cluster: name,
                 conditions: &conditions,
                 hold,
+                gone: facts.is_none(),
             };
             let next = self.evaluate(ctx, instance, receivers, now).await?;
             if let Some(t) = next {
