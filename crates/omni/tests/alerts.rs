@@ -336,6 +336,14 @@ async fn receivers_are_validated_by_field_and_redacted_below_admin() {
     let out = omni.apply_yaml(&yaml);
     assert!(out.status.success(), "{}", stderr(&out));
 
+    // Receivers hold secrets: only admins write them.
+    let operator = omni.ctl_ok(&["token", "create", "--role", "operator"]);
+    let path = omni.write_file("receiver.yaml", &yaml.replace("id: chat", "id: sneaky"));
+    let out = omni.ctl_as(operator.trim(), &["apply", "-f", path.to_str().unwrap()]);
+    assert!(!out.status.success(), "an operator wrote a receiver");
+    assert!(stderr(&out).contains("alert receivers"), "{}", stderr(&out));
+    assert!(spec(&omni, "alertreceiver", "sneaky").is_none());
+
     let reader = omni.ctl_ok(&["token", "create", "--role", "reader"]);
     let seen = stdout(&omni.ctl_as(
         reader.trim(),
