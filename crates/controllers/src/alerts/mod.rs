@@ -164,6 +164,10 @@ impl AlertController {
             .await?
             .filter(|c| c.metadata.phase == Phase::Running)
         else {
+            self.idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(name);
             return Ok(None);
         };
         let spec: ClusterSpec = cluster.spec_as()?;
