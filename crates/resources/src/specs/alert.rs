@@ -143,7 +143,7 @@ impl Kind for AlertReceiverSpec {
     const DEFAULT_NAMESPACE: &'static str = NS_DEFAULT;
     const ALIASES: &'static [&'static str] = &["alertreceiver", "alertreceivers"];
     const COLUMNS: &'static [Column] = &[
-        Column::new("TYPE", "type"),
+        Column::new("RECEIVER TYPE", "type"),
         Column::new("EVENTS", "events"),
         Column::new("CLUSTERS", "clusters"),
     ];
