@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use omni_resources::kinds::{TypeInfo, Writer};
 use omni_resources::meta::ResourceKey;
+use omni_resources::specs::alert::AlertReceiverSpec;
 use omni_resources::specs::backup::{EtcdBackupS3ConfigSpec, S3_CONFIG_ID};
 use omni_resources::specs::Kind;
 use omni_resources::validate::{validate_id, validate_labels};
@@ -86,6 +87,9 @@ fn authorize_write(caller: &Caller, info: &TypeInfo) -> Result<(), ApiError> {
     }
     if info.name == EtcdBackupS3ConfigSpec::TYPE {
         caller.require(Role::Admin, "changing the backup store configuration")
+    } else if info.name == AlertReceiverSpec::TYPE {
+        // Receivers hold secrets and point the server's requests somewhere.
+        caller.require(Role::Admin, "changing alert receivers")
     } else {
         caller.require(Role::Operator, &format!("writing {}", info.name))
     }

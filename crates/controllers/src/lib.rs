@@ -12,8 +12,11 @@
 //!   and writes `EtcdBackupRetentionStatuses`.
 //! - [`drill::EtcdBackupDrillController`] restores new backups into a
 //!   throwaway etcd and writes `EtcdBackupDrillStatuses`.
+//! - [`alerts::AlertController`] derives firing alerts from those statuses,
+//!   writes `AlertStatuses` and delivers them to `AlertReceivers`.
 
 pub mod admission;
+pub mod alerts;
 pub mod backup;
 pub mod cluster;
 pub mod cluster_finalizer;

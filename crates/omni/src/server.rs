@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use omni_api::{Api, ApiSettings};
 use omni_controllers::admission::S3ConfigAdmission;
+use omni_controllers::alerts::AlertSettings;
 use omni_controllers::backup::{BackupSettings, EtcdBackupController, ScheduleSettings};
 use omni_controllers::cluster::ClusterController;
 use omni_controllers::cluster_machines::ClusterMachineController;
@@ -43,6 +44,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let stores = Stores::new(choice).context("opening the backup store")?;
     let health = Arc::new(omni_runtime::Health::default());
+    let scheme = match config.transport {
+        crate::listener::Transport::Tls { .. } => "https",
+        crate::listener::Transport::Plain => "http",
+    };
+    let alerts = omni_controllers::alerts::AlertController::new(AlertSettings {
+        max_interval: config.max_interval,
+        base_url: Some(format!("{scheme}://{}", config.bind)),
+        ..AlertSettings::default()
+    })
+    .context("building the alert HTTP client")?;
+    let alerts = Arc::new(alerts);
     // Built afresh for each leadership term, on that term's fenced state.
     let build_runtime = |state: State| -> anyhow::Result<Runtime> {
         let mut runtime = Runtime::new(state);
@@ -94,6 +106,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 config.drill.clone(),
             ),
         ))?;
+        // Shared across leadership terms: its in-flight deliveries too.
+        runtime.register(alerts.clone())?;
         Ok(runtime)
     };
 

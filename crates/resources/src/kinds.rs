@@ -152,14 +152,20 @@ impl TypeInfo {
         self.writer == Writer::User
     }
 
-    /// Blanks secret spec fields, for readers who may not see them.
+    /// Blanks secret spec fields, for readers who may not see them: a
+    /// string field, or each value of a map field (header names stay).
     pub fn redact(&self, spec: &mut Value) {
+        fn blank(v: &mut Value) {
+            if v.as_str().is_some_and(|s| !s.is_empty()) {
+                *v = Value::String("<redacted>".into());
+            }
+        }
         if let Value::Object(map) = spec {
             for field in self.secret_fields {
-                if let Some(v) = map.get_mut(*field) {
-                    if v.as_str().is_some_and(|s| !s.is_empty()) {
-                        *v = Value::String("<redacted>".into());
-                    }
+                match map.get_mut(*field) {
+                    Some(Value::Object(inner)) => inner.values_mut().for_each(blank),
+                    Some(v) => blank(v),
+                    None => {}
                 }
             }
         }
@@ -171,7 +177,7 @@ pub fn registry() -> &'static [TypeInfo] {
     static REGISTRY: OnceLock<Vec<TypeInfo>> = OnceLock::new();
     REGISTRY.get_or_init(|| {
         use specs::{
-            auth, backup, backup_drill, backup_retention, backup_upload, cluster, machine,
+            alert, auth, backup, backup_drill, backup_retention, backup_upload, cluster, machine,
         };
         vec![
             TypeInfo::of::<backup::EtcdBackupS3ConfigSpec>(),
@@ -191,6 +197,8 @@ pub fn registry() -> &'static [TypeInfo] {
             TypeInfo::of::<machine::MachineSpec>(),
             TypeInfo::of::<machine::MachineStatusSpec>(),
             TypeInfo::of::<auth::ApiTokenSpec>(),
+            TypeInfo::of::<alert::AlertReceiverSpec>(),
+            TypeInfo::of::<alert::AlertStatusSpec>(),
         ]
     })
 }

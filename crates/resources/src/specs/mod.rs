@@ -1,6 +1,7 @@
 //! Typed specs, one per resource kind. Field names are the lowercase ones the
 //! seed guide shows; unknown fields are rejected so typos surface at once.
 
+pub mod alert;
 pub mod auth;
 pub mod backup;
 pub mod backup_drill;
