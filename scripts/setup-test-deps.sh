@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs, idempotently: etcd 3.5 + etcdctl +
-# etcdutl and promtool (from Debian trixie, unpacked into a cache dir), s3s-fs 0.14.1 (a
-# real S3 server, built with cargo install --locked), age and zstd, and
+# etcdutl and promtool (from Debian trixie, unpacked into a cache dir),
+# s3s-fs 0.14.1 (a real S3 server, built with cargo install --locked), age
+# and zstd, and
 # chromium + chromedriver (the console's browser tests). Not protoc:
 # the build finds its own (.cargo/config.toml).
 # Fast when everything is already present. Prints the env lines tests read.
@@ -64,12 +65,12 @@ if [ ! -x "$ETCD_DIR/usr/bin/etcd" ] || [ ! -x "$ETCD_DIR/usr/bin/etcdutl" ]; th
   debian_unpack "$ETCD_DIR" etcd-server etcd-client
 fi
 
-# --- promtool (Debian's prometheus package): checks the shipped alert rules
-# and a live /metrics scrape ------------------------------------------------
-PROM_DIR="$CACHE/prometheus"
+# --- promtool: checks the shipped alert rules and a live /metrics scrape.
+# Since trixie Debian ships it apart from the prometheus package. ----------
+PROM_DIR="$CACHE/promtool"
 if [ ! -x "$PROM_DIR/usr/bin/promtool" ]; then
-  log "fetching prometheus (for promtool) from trixie"
-  debian_unpack "$PROM_DIR" prometheus
+  log "fetching promtool from trixie"
+  debian_unpack "$PROM_DIR" promtool
 fi
 
 # --- s3s-fs ----------------------------------------------------------------
