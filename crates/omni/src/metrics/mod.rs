@@ -7,6 +7,8 @@
 //! OpenMetrics when the scraper asks for it (Prometheus does), else the
 //! Prometheus text format 0.0.4 (`promtool check metrics`, curl).
 
+#[cfg(test)]
+mod bench;
 mod clusters;
 pub mod http;
 
