@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs, idempotently: etcd 3.5 + etcdctl +
-# etcdutl (from Debian trixie, unpacked into a cache dir), s3s-fs 0.14.1 (a
-# real S3 server, built with cargo install --locked), age and zstd, and
+# etcdutl and promtool (from Debian trixie, unpacked into a cache dir),
+# s3s-fs 0.14.1 (a real S3 server, built with cargo install --locked), age
+# and zstd, and
 # chromium + chromedriver (the console's browser tests). Not protoc:
 # the build finds its own (.cargo/config.toml).
 # Fast when everything is already present. Prints the env lines tests read.
@@ -36,24 +37,40 @@ if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
-# --- etcd 3.5 from trixie -------------------------------------------------
-ETCD_DIR="$CACHE/etcd"
-if [ ! -x "$ETCD_DIR/usr/bin/etcd" ] || [ ! -x "$ETCD_DIR/usr/bin/etcdutl" ]; then
-  log "fetching etcd-server/etcd-client from trixie"
-  # The machine's own Debian archive; the helper says why when there is none.
+# --- Debian trixie packages, unpacked (not installed) into a cache dir -----
+# debian_unpack DIR PKG...: downloads the packages from the machine's own
+# Debian archive (the helper says why when there is none) and unpacks them
+# into DIR, replacing it whole so a half-done fetch never counts.
+debian_unpack() {
+  local dir=$1 mirror tmp opts deb
+  shift
   mirror=$("$(dirname "$0")/apt-debian-mirror.sh")
   tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
   mkdir -p "$tmp/lists/partial" "$tmp/archives/partial"
   echo "deb [trusted=yes] $mirror trixie main" >"$tmp/sources.list"
   opts=(-o "Dir::Etc::SourceList=$tmp/sources.list" -o "Dir::Etc::SourceParts=-"
         -o "Dir::State::Lists=$tmp/lists" -o "APT::Get::List-Cleanup=0"
         -o "Acquire::Check-Valid-Until=false")
   apt-get "${opts[@]}" update -qq >/dev/null
-  (cd "$tmp" && apt-get "${opts[@]}" download etcd-server etcd-client >/dev/null)
-  rm -rf "$ETCD_DIR.new" && mkdir -p "$ETCD_DIR.new"
-  for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$ETCD_DIR.new"; done
-  rm -rf "$ETCD_DIR" && mv "$ETCD_DIR.new" "$ETCD_DIR"
+  (cd "$tmp" && apt-get "${opts[@]}" download "$@" >/dev/null)
+  rm -rf "$dir.new" && mkdir -p "$dir.new"
+  for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$dir.new"; done
+  rm -rf "$dir" "$tmp" && mv "$dir.new" "$dir"
+}
+
+# --- etcd 3.5 from trixie -------------------------------------------------
+ETCD_DIR="$CACHE/etcd"
+if [ ! -x "$ETCD_DIR/usr/bin/etcd" ] || [ ! -x "$ETCD_DIR/usr/bin/etcdutl" ]; then
+  log "fetching etcd-server/etcd-client from trixie"
+  debian_unpack "$ETCD_DIR" etcd-server etcd-client
+fi
+
+# --- promtool: checks the shipped alert rules and a live /metrics scrape.
+# Since trixie Debian ships it apart from the prometheus package. ----------
+PROM_DIR="$CACHE/promtool"
+if [ ! -x "$PROM_DIR/usr/bin/promtool" ]; then
+  log "fetching promtool from trixie"
+  debian_unpack "$PROM_DIR" promtool
 fi
 
 # --- s3s-fs ----------------------------------------------------------------
@@ -69,6 +86,7 @@ export OMNI_TEST_ETCD_BIN=$ETCD_DIR/usr/bin/etcd
 export OMNI_TEST_ETCDCTL_BIN=$ETCD_DIR/usr/bin/etcdctl
 export OMNI_TEST_ETCDUTL_BIN=$ETCD_DIR/usr/bin/etcdutl
 export OMNI_TEST_S3S_BIN=$S3_ROOT/bin/s3s-fs
+export OMNI_TEST_PROMTOOL_BIN=$PROM_DIR/usr/bin/promtool
 export OMNI_TEST_CHROMEDRIVER=$(command -v chromedriver)
 export OMNI_TEST_CHROMIUM=$(command -v chromium)
 ENV

@@ -18,6 +18,7 @@ if heavy=$(grep -E '^(etcd-client|tonic|tonic-[a-z-]+|prost|prost-[a-z-]+|object
 fi
 eval "$(scripts/setup-test-deps.sh)"
 export OMNI_TEST_ETCD_BIN OMNI_TEST_ETCDCTL_BIN OMNI_TEST_ETCDUTL_BIN OMNI_TEST_S3S_BIN
+export OMNI_TEST_PROMTOOL_BIN
 export OMNI_TEST_CHROMEDRIVER OMNI_TEST_CHROMIUM
 # Bounded fuzzing of the HTTP API from its OpenAPI document: no 5xx, no panic.
 scripts/fuzz-api.sh

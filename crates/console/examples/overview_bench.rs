@@ -65,6 +65,7 @@ async fn fill(state: &State, fleet: &omni_console::Fleet, n: usize) {
             error: error.into(),
             lastbackuptime: Timestamp::from_unix(if ago == now { 0 } else { now - ago }),
             lastbackupattempt: Timestamp::from_unix(now - ago.min(now) + 5),
+            ..Default::default()
         };
         let mut r = Resource::from_spec(EtcdBackupStatusSpec::TYPE, NS_EPHEMERAL, &id, &status);
         r.metadata.owner = "EtcdBackupController".into();

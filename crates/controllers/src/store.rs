@@ -196,7 +196,7 @@ impl StoreController {
         ctx.state
             .modify::<EtcdBackupOverallStatusSpec>(NS_EPHEMERAL, OVERALL_STATUS_ID, NAME, |s| {
                 if st.lastbackupattempt >= s.lastbackupstatus.lastbackupattempt {
-                    s.lastbackupstatus = st.clone();
+                    s.lastbackupstatus = st.seed_fields();
                 }
             })
             .await?;
@@ -253,7 +253,7 @@ impl Controller for StoreController {
             .modify::<EtcdBackupOverallStatusSpec>(NS_EPHEMERAL, OVERALL_STATUS_ID, NAME, |s| {
                 s.configurationname = name.to_string();
                 s.configurationerror = error.clone();
-                s.lastbackupstatus = last.clone();
+                s.lastbackupstatus = last.seed_fields();
                 s.configurationattempt = attempts;
             })
             .await?;

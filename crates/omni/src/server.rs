@@ -55,6 +55,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     })
     .context("building the alert HTTP client")?;
     let alerts = Arc::new(alerts);
+    let metrics = crate::metrics::Metrics::default();
     // Built afresh for each leadership term, on that term's fenced state.
     let build_runtime = |state: State| -> anyhow::Result<Runtime> {
         let mut runtime = Runtime::new(state);
@@ -86,10 +87,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             retry_backoff: config.retry_backoff,
             ..BackupSettings::default()
         };
-        runtime.register(Arc::new(EtcdBackupController::new(
-            stores.clone(),
-            settings,
-        )))?;
+        runtime.register(Arc::new(
+            EtcdBackupController::new(stores.clone(), settings)
+                .with_metrics(metrics.backup.clone()),
+        ))?;
         // Retention and drills share the leases of backups being read.
         let leases = omni_controllers::leases::BackupLeases::default();
         runtime.register(Arc::new(
@@ -134,12 +135,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let app = api
         .clone()
         .router()
-        .merge(crate::metrics::router(api.clone(), health.clone()))
+        .merge(crate::metrics::router(
+            api.clone(),
+            health.clone(),
+            metrics.clone(),
+        ))
         .merge(crate::backup_http::router(api.clone(), source.clone()))
         // The merged routes answer errors in the documented JSON too; the
         // console (merged after) keeps its own HTML error pages.
         .layer(axum::middleware::map_response(omni_api::json_errors));
     let app = omni_console::router(api, source, app, cancel.clone());
+    let app = crate::metrics::http::track(app, metrics.http.clone());
 
     // Bad certificate files fail the start, before anything listens.
     let tls = match &config.transport {

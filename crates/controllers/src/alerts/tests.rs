@@ -47,6 +47,7 @@ fn a_failed_backup_fires_and_an_ok_one_does_not() {
         error: "etcd unreachable".into(),
         lastbackuptime: at(0),
         lastbackupattempt: at(10),
+        ..Default::default()
     });
     let c = derive::cluster_conditions(&f, &r, at(10));
     assert_eq!(c.len(), 1);

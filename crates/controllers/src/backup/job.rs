@@ -10,6 +10,7 @@ use omni_state::State;
 
 use super::data;
 use super::members::control_plane_members;
+use super::metrics::{BackupMetrics, FailureReason, Trigger};
 use super::uploads::StateJournal;
 
 pub(super) struct Job {
@@ -21,6 +22,8 @@ pub(super) struct Job {
     pub options: BackupOptions,
     /// This run of the server, for the upload journal.
     pub run: Arc<str>,
+    pub trigger: Trigger,
+    pub metrics: BackupMetrics,
 }
 
 /// Writes the cluster's status through the backup controller.
@@ -50,17 +53,28 @@ impl Job {
             tracing::warn!(cluster = %self.cluster, error = %e, "cannot record backup start");
             return None;
         }
+        let started = std::time::Instant::now();
         let result = tokio::time::timeout(self.timeout, self.take()).await;
         let outcome = match result {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(stored)) => {
+                self.metrics.succeeded(
+                    self.trigger,
+                    started.elapsed(),
+                    stored.size,
+                    stored.snapshot_bytes,
+                );
+                Ok(())
+            }
             Ok(Err(e)) => {
                 if e.may_have_landed {
                     self.sweep_late_object();
                 }
+                self.metrics.failed(self.trigger, e.reason);
                 Err(e.message)
             }
             Err(_) => {
                 self.sweep_late_object();
+                self.metrics.failed(self.trigger, FailureReason::Timeout);
                 Err(format!(
                     "backup timed out after {}",
                     omni_resources::duration::format_go_duration(self.timeout)
@@ -127,7 +141,7 @@ impl Job {
         });
     }
 
-    async fn take(&self) -> Result<(), TakeError> {
+    async fn take(&self) -> Result<omni_backup::BackupOutcome, TakeError> {
         let data = data::ensure(&self.state, &self.cluster)
             .await
             .map_err(TakeError::before)?;
@@ -136,10 +150,13 @@ impl Job {
             .await
             .map_err(TakeError::before)?;
         if members.is_empty() {
-            return Err(TakeError::before(format!(
-                "cluster {} has no control-plane machines with etcd endpoints",
-                self.cluster
-            )));
+            return Err(TakeError {
+                reason: FailureReason::SourceUnreachable,
+                ..TakeError::before(format!(
+                    "cluster {} has no control-plane machines with etcd endpoints",
+                    self.cluster
+                ))
+            });
         }
         let journal: Arc<dyn UploadJournal> = Arc::new(StateJournal {
             state: self.state.clone(),
@@ -162,10 +179,11 @@ impl Job {
         .map_err(|e| TakeError {
             message: e.to_string(),
             may_have_landed: may_have_landed(&e),
+            reason: FailureReason::of(&e),
         })?;
         tracing::info!(cluster = %self.cluster, key = %outcome.key, member = %outcome.member,
             snapshot_bytes = outcome.snapshot_bytes, stored_bytes = outcome.size, "snapshot stored");
-        Ok(())
+        Ok(outcome)
     }
 }
 
@@ -173,14 +191,17 @@ impl Job {
 struct TakeError {
     message: String,
     may_have_landed: bool,
+    reason: FailureReason,
 }
 
 impl TakeError {
-    /// A failure before anything was sent to the store.
+    /// A failure before anything was sent to the store (reading the
+    /// cluster's key or members from the state).
     fn before(e: impl ToString) -> Self {
         TakeError {
             message: e.to_string(),
             may_have_landed: false,
+            reason: FailureReason::Other,
         }
     }
 }

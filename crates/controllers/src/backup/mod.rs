@@ -5,7 +5,9 @@
 pub mod data;
 mod job;
 pub mod members;
+pub mod metrics;
 mod recovery;
+mod recovery_point;
 pub mod schedule;
 mod start;
 mod uploads;
@@ -94,6 +96,7 @@ pub struct EtcdBackupController {
     global: tokio::sync::Mutex<()>,
     /// This run of the server (random), marking its upload journal entries.
     run: Arc<str>,
+    metrics: metrics::BackupMetrics,
 }
 
 const NAME: &str = data::OWNER;
@@ -106,7 +109,14 @@ impl EtcdBackupController {
             memory: Arc::default(),
             global: tokio::sync::Mutex::new(()),
             run: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
+            metrics: metrics::BackupMetrics::default(),
         }
+    }
+
+    /// Records into `metrics` (the server's, shared across leadership terms).
+    pub fn with_metrics(mut self, metrics: metrics::BackupMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
@@ -156,6 +166,8 @@ impl Controller for EtcdBackupController {
         vec![
             Input::by_id(ClusterSpec::TYPE),
             Input::by_id(EtcdManualBackupSpec::TYPE),
+            // A drill proves a backup restorable: the status says so.
+            Input::by_id(omni_resources::specs::backup_drill::EtcdBackupDrillStatusSpec::TYPE),
             Input::by_label(ClusterMachineSpec::TYPE, LABEL_CLUSTER),
             Input::lookup(MachineSpec::TYPE, |state, machine| {
                 Box::pin(async move { cluster_of_machine(&state, &machine.metadata.id).await })
@@ -267,6 +279,7 @@ impl Controller for EtcdBackupController {
             .await?
             .map(|(_, s)| s)
             .unwrap_or_default();
+        self.record_drill(ctx, name, &st).await?;
         let manual = ctx
             .state
             .get_spec::<EtcdManualBackupSpec>(NS_EPHEMERAL, name)
@@ -284,6 +297,7 @@ impl Controller for EtcdBackupController {
             None => {}
         }
         let Some(interval) = spec.backup_interval() else {
+            self.record_next_due(ctx, name, &st, None).await?;
             return Ok(next);
         };
         let newest = match self.newest_backup(&ctx.state, name, &st).await {
@@ -303,6 +317,7 @@ impl Controller for EtcdBackupController {
                 interval,
             ),
         );
+        self.record_next_due(ctx, name, &st, Some(at)).await?;
         let wait = at - now.as_secs_f64();
         if wait > 0.0 {
             let wait = Duration::from_secs_f64(wait);

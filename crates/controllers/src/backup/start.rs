@@ -5,6 +5,7 @@ use omni_resources::specs::backup::status;
 use omni_resources::Timestamp;
 use omni_runtime::{Action, BoxError, Context};
 
+use super::metrics::{FailureReason, Trigger};
 use super::{job, EtcdBackupController, INTERRUPTED};
 
 impl EtcdBackupController {
@@ -42,6 +43,8 @@ impl EtcdBackupController {
             Err(e) => {
                 if !automatic {
                     // Consume the manual request with a clear error.
+                    self.metrics
+                        .failed(Trigger::Manual, FailureReason::StoreError);
                     let at = Timestamp::now();
                     job::set_status(&ctx.state, cluster, |s| {
                         s.status = status::ERROR;
@@ -81,9 +84,12 @@ impl EtcdBackupController {
             timeout: self.settings.timeout,
             options: self.settings.options.clone(),
             run: self.run.clone(),
+            trigger: Trigger::of(automatic),
+            metrics: self.metrics.clone(),
         };
         let memory = self.memory.clone();
         let slots = self.settings.max_concurrent;
+        let metrics = self.metrics.clone();
         let trigger = ctx.trigger.clone();
         let abort = ctx.abort.clone();
         let state = ctx.state.clone();
@@ -97,6 +103,7 @@ impl EtcdBackupController {
             };
             if result.is_none() {
                 tracing::warn!(%cluster, "backup aborted at shutdown");
+                metrics.failed(Trigger::of(automatic), FailureReason::Interrupted);
                 let marked = job::set_status(&state, &cluster, |s| {
                     s.status = status::ERROR;
                     s.error = INTERRUPTED.into();

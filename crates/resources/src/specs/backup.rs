@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Kind, ValidationContext};
+use crate::duration::ProtoDuration;
 use crate::kinds::{Column, Writer};
 use crate::validate::ValidationError;
 use crate::{Timestamp, NS_DEFAULT, NS_EPHEMERAL, NS_EXTERNAL};
@@ -107,7 +108,9 @@ pub mod status {
     pub const RUNNING: i32 = 3;
 }
 
-/// Per-cluster backup status, written only by the backup controller.
+/// Per-cluster backup status, written only by the backup controller. The
+/// seed's four fields come first; the recovery-point fields after them
+/// default to zero, so documents stored before they existed still load.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EtcdBackupStatusSpec {
@@ -115,6 +118,37 @@ pub struct EtcdBackupStatusSpec {
     pub error: String,
     pub lastbackuptime: Timestamp,
     pub lastbackupattempt: Timestamp,
+    /// When the next automatic backup is due (zero: none scheduled).
+    #[serde(skip_serializing_if = "Timestamp::is_zero")]
+    pub nextbackuptime: Timestamp,
+    /// Creation time of the newest backup a restore drill proved
+    /// restorable: the newest point this cluster is known to come back to.
+    #[serde(skip_serializing_if = "Timestamp::is_zero")]
+    pub lastprovenrestorable: Timestamp,
+    /// How long that drill took, download to health check.
+    #[serde(skip_serializing_if = "is_zero_duration")]
+    pub lastdrillrestoreduration: ProtoDuration,
+}
+
+/// Unset recovery-point fields stay out of the YAML, so a status (and the
+/// overall status) without them reads as the seed shows it.
+fn is_zero_duration(d: &ProtoDuration) -> bool {
+    *d == ProtoDuration::default()
+}
+
+impl EtcdBackupStatusSpec {
+    /// Only the seed's fields: what the overall status repeats of the most
+    /// recently attempted cluster (a next due time or a drill of one
+    /// cluster says nothing about the subsystem).
+    pub fn seed_fields(&self) -> Self {
+        EtcdBackupStatusSpec {
+            status: self.status,
+            error: self.error.clone(),
+            lastbackuptime: self.lastbackuptime,
+            lastbackupattempt: self.lastbackupattempt,
+            ..Default::default()
+        }
+    }
 }
 
 impl Kind for EtcdBackupStatusSpec {
@@ -225,6 +259,36 @@ mod tests {
             future,
             "spec.backupat: backup time must not be more than 1 minute in the future"
         );
+    }
+
+    #[test]
+    fn status_stored_before_the_recovery_point_fields_still_loads() {
+        let old = serde_json::json!({
+            "status": 1,
+            "error": "",
+            "lastbackuptime": {"seconds": 1702166400, "nanos": 985220192},
+            "lastbackupattempt": {"seconds": 1702166400, "nanos": 985220192},
+        });
+        let st: EtcdBackupStatusSpec = serde_json::from_value(old).unwrap();
+        assert_eq!(st.lastbackuptime.seconds, 1702166400);
+        assert!(st.nextbackuptime.is_zero() && st.lastprovenrestorable.is_zero());
+        let keys: Vec<String> = match serde_json::to_value(&st).unwrap() {
+            serde_json::Value::Object(m) => m.keys().cloned().collect(),
+            other => panic!("not an object: {other}"),
+        };
+        assert_eq!(
+            keys[..4],
+            ["status", "error", "lastbackuptime", "lastbackupattempt"],
+            "the seed's fields stay first"
+        );
+        let only_seed = EtcdBackupStatusSpec {
+            nextbackuptime: Timestamp::from_unix(5),
+            ..st.clone()
+        }
+        .seed_fields();
+        assert_eq!(only_seed, st);
+        let keys = serde_json::to_value(&only_seed).unwrap();
+        assert_eq!(keys.as_object().unwrap().len(), 4, "{keys}");
     }
 
     #[test]
