@@ -402,9 +402,10 @@ fn drill(doc: &mut Doc<'_>, raw: Option<Value>) -> RestoreDrill {
         None
     } else {
         if raw.schedule.is_none() && raw.interval.is_none() {
+            let words = "hourly, daily, weekly or a cron pattern";
             doc.problem(
                 base,
-                format!("set {base}.schedule (hourly, daily, weekly or a cron pattern) or {base}.interval"),
+                format!("set {base}.schedule ({words}) or {base}.interval"),
             );
         }
         cadence(

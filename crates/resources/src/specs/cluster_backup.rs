@@ -154,25 +154,35 @@ impl DrillSchedule {
     fn check(&self, ctx: &ValidationContext) -> Result<(), ValidationError> {
         let base = format!("{FIELD}.restoredrill");
         let min = ctx.min_backup_interval;
+        let what = "drill interval";
         match (&self.schedule, self.interval) {
             (Some(_), Some(_)) => Err(both(&base)),
-            (None, None) => Err(ValidationError::field(
-                base.clone(),
-                format!("set {base}.schedule (hourly, daily, weekly or a cron pattern) or {base}.interval"),
-            )),
+            (None, None) => {
+                let words = "hourly, daily, weekly or a cron pattern";
+                Err(ValidationError::field(
+                    base.clone(),
+                    format!("set {base}.schedule ({words}) or {base}.interval"),
+                ))
+            }
             (None, Some(i)) => {
                 if self.timezone.is_some() {
                     return Err(zone_needs_schedule(&base));
                 }
-                check_interval(&format!("{base}.interval"), i, min, None)
+                check_interval(&format!("{base}.interval"), i, min, None, what)
             }
             (Some(s), None) => match named_interval(s.trim()) {
                 Some(_) if self.timezone.is_some() => Err(ValidationError::field(
                     format!("{base}.timezone"),
                     format!("only applies to a cron pattern, not to {s:?}"),
                 )),
-                Some(d) => check_interval(&format!("{base}.schedule"), ProtoDuration::from_std(d), min, None),
-                None => check_cron(&base, s, self.timezone.as_deref(), ctx, None, "drill schedule"),
+                Some(d) => {
+                    let field = format!("{base}.schedule");
+                    check_interval(&field, ProtoDuration::from_std(d), min, None, what)
+                }
+                None => {
+                    let tz = self.timezone.as_deref();
+                    check_cron(&base, s, tz, ctx, None, "drill schedule")
+                }
             },
         }
     }
@@ -267,7 +277,13 @@ impl BackupConfiguration {
                 if interval == ProtoDuration::default() && !only_interval {
                     return Ok(());
                 }
-                check_interval(&format!("{FIELD}.interval"), interval, bounds.0, bounds.1)
+                check_interval(
+                    &format!("{FIELD}.interval"),
+                    interval,
+                    bounds.0,
+                    bounds.1,
+                    "backup interval",
+                )
             }
         }
     }
@@ -287,12 +303,14 @@ fn zone_needs_schedule(base: &str) -> ValidationError {
     )
 }
 
-/// An interval within `[min, max]` (inclusive), in the reference's words.
+/// An interval within `[min, max]` (inclusive), in the reference's words
+/// (`what`: `backup interval` or `drill interval`).
 fn check_interval(
     field: &str,
     interval: ProtoDuration,
     min: Duration,
     max: Option<Duration>,
+    what: &str,
 ) -> Result<(), ValidationError> {
     let Some(d) = interval.to_std() else {
         return Err(ValidationError::field(field, "must not be negative"));
@@ -307,7 +325,7 @@ fn check_interval(
         return Err(ValidationError::field(
             field,
             format!(
-                "backup interval must be greater than {}, actual {}",
+                "{what} must be greater than {}, actual {}",
                 format_go_duration(min),
                 format_go_duration(d)
             ),
@@ -317,7 +335,7 @@ fn check_interval(
         return Err(ValidationError::field(
             field,
             format!(
-                "backup interval must be less than {}, actual {}",
+                "{what} must be less than {}, actual {}",
                 format_go_duration(max),
                 format_go_duration(d)
             ),

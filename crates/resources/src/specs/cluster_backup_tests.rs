@@ -201,7 +201,7 @@ fn bad_drill_schedules_name_their_field() {
     );
     assert_eq!(
         err(&conf(r#"{"restoredrill": {"interval": {"seconds": 60}}}"#)),
-        "spec.backupconfiguration.restoredrill.interval: backup interval must be greater than 1h0m0s, actual 1m0s"
+        "spec.backupconfiguration.restoredrill.interval: drill interval must be greater than 1h0m0s, actual 1m0s"
     );
     assert!(err(&conf(r#"{"restoredrill": {"schedule": "often"}}"#))
         .starts_with("spec.backupconfiguration.restoredrill.schedule: invalid cron expression"));
