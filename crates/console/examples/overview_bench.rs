@@ -15,7 +15,7 @@ use omni_api::{Api, ApiSettings};
 use omni_resources::duration::ProtoDuration;
 use omni_resources::specs::backup::EtcdBackupStatusSpec;
 use omni_resources::specs::backup_drill::EtcdBackupDrillStatusSpec;
-use omni_resources::specs::cluster::{BackupConfiguration, ClusterSpec};
+use omni_resources::specs::cluster::{BackupConfiguration, ClusterSpec, RestoreDrill};
 use omni_resources::specs::Kind;
 use omni_resources::{Resource, Timestamp, NS_DEFAULT, NS_EPHEMERAL};
 use omni_state::State;
@@ -32,9 +32,13 @@ async fn fill(state: &State, fleet: &omni_console::Fleet, n: usize) {
             kubernetesversion: "1.28.2".into(),
             talosversion: "1.5.5".into(),
             backupconfiguration: Some(BackupConfiguration {
-                interval: ProtoDuration::from_std(Duration::from_secs(interval)),
+                interval: Some(ProtoDuration::from_std(Duration::from_secs(interval))),
                 keeplast: 7,
-                restoredrill: i % 4 == 0,
+                restoredrill: if i % 4 == 0 {
+                    RestoreDrill::AfterEachBackup
+                } else {
+                    RestoreDrill::Off
+                },
                 ..Default::default()
             }),
             ..Default::default()

@@ -12,7 +12,7 @@ use omni_resources::duration::{parse_go_duration, ProtoDuration};
 use omni_resources::specs::backup::{
     BackupDataSpec, EtcdBackupS3ConfigSpec, EtcdManualBackupSpec, S3_CONFIG_ID,
 };
-use omni_resources::specs::cluster::{BackupConfiguration, ClusterSpec};
+use omni_resources::specs::cluster::{BackupConfiguration, ClusterSpec, RestoreDrill};
 use omni_resources::specs::Kind;
 use omni_resources::{Resource, Timestamp, NS_DEFAULT, NS_EPHEMERAL};
 use serde_json::{json, Value};
@@ -168,16 +168,16 @@ async fn update_cluster(
 
 /// Parses the settings form the way the API words its errors; the API
 /// checks the result (bounds, limits) with its own messages.
-fn parse_settings(f: &SettingsForm) -> Result<(ProtoDuration, [i64; 5]), FormErrors> {
+fn parse_settings(f: &SettingsForm) -> Result<Settings, FormErrors> {
     let field = |name: &str| format!("spec.backupconfiguration.{name}");
     let interval = match f.interval.trim() {
-        "" => std::time::Duration::ZERO,
-        text => parse_go_duration(text).map_err(|e| {
+        "" => None,
+        text => Some(parse_go_duration(text).map_err(|e| {
             FormErrors::field(
                 &field("interval"),
                 format!("{text:?} is not a duration: {e}"),
             )
-        })?,
+        })?),
     };
     let mut keep = [0i64; 5];
     for (i, (name, _)) in KEEP_FIELDS.iter().enumerate() {
@@ -188,7 +188,22 @@ fn parse_settings(f: &SettingsForm) -> Result<(ProtoDuration, [i64; 5]), FormErr
             })?;
         }
     }
-    Ok((ProtoDuration::from_std(interval), keep))
+    let text = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+    Ok(Settings {
+        interval: interval.map(ProtoDuration::from_std),
+        schedule: text(&f.schedule),
+        timezone: text(&f.timezone),
+        keep,
+    })
+}
+
+/// The settings form, parsed.
+#[derive(Debug)]
+struct Settings {
+    interval: Option<ProtoDuration>,
+    schedule: Option<String>,
+    timezone: Option<String>,
+    keep: [i64; 5],
 }
 
 pub(crate) async fn settings(
@@ -210,12 +225,19 @@ pub(crate) async fn settings(
         Err(r) => return r,
     };
     let sent: SettingsForm = parse(&body);
-    let (interval, keep) = match parse_settings(&sent) {
+    let Settings {
+        interval,
+        schedule,
+        timezone,
+        keep,
+    } = match parse_settings(&sent) {
         Ok(v) => v,
         Err(errors) => return render_cluster(&c, &s, &id, Some(sent), errors, None).await,
     };
     let result = update_cluster(&c, &s, &id, |conf| {
         conf.interval = interval;
+        conf.schedule = schedule;
+        conf.timezone = timezone;
         [
             conf.keeplast,
             conf.keephourly,
@@ -228,7 +250,11 @@ pub(crate) async fn settings(
     match result {
         Ok(()) => Redirect::to(&format!("/ui/clusters/{id}?saved=settings")).into_response(),
         Err(f) => {
-            let errors = FormErrors::from_api(&f.message, "");
+            let mut errors = FormErrors::from_api(&f.message, "");
+            // "interval and schedule are exclusive" names the section.
+            if let Some(m) = errors.fields.remove("spec.backupconfiguration") {
+                errors.general = Some(m);
+            }
             render_cluster(&c, &s, &id, Some(sent), errors, None).await
         }
     }
@@ -253,7 +279,12 @@ pub(crate) async fn drill(
         Err(r) => return r,
     };
     let on = f.get("restoredrill").is_some_and(|v| v == "on");
-    match update_cluster(&c, &s, &id, |conf| conf.restoredrill = on).await {
+    let drill = if on {
+        RestoreDrill::AfterEachBackup
+    } else {
+        RestoreDrill::Off
+    };
+    match update_cluster(&c, &s, &id, |conf| conf.restoredrill = drill).await {
         Ok(()) => Redirect::to(&format!("/ui/clusters/{id}?saved=drill")).into_response(),
         Err(f) => {
             render_cluster(
@@ -475,11 +506,21 @@ mod tests {
             keepdaily: " 7 ".into(),
             ..Default::default()
         };
-        let (interval, keep) = parse_settings(&form).unwrap();
-        assert_eq!(interval.seconds, 5400);
-        assert_eq!(keep, [3, 0, 7, 0, 0]);
+        let parsed = parse_settings(&form).unwrap();
+        assert_eq!(parsed.interval.map(|i| i.seconds), Some(5400));
+        assert_eq!(parsed.keep, [3, 0, 7, 0, 0]);
+        assert_eq!((parsed.schedule, parsed.timezone), (None, None));
         let empty = parse_settings(&SettingsForm::default()).unwrap();
-        assert_eq!((empty.0.seconds, empty.1), (0, [0; 5]));
+        assert_eq!((empty.interval, empty.keep), (None, [0; 5]));
+        let cron = parse_settings(&SettingsForm {
+            schedule: " 0 */6 * * * ".into(),
+            timezone: "Europe/Berlin".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(cron.schedule.as_deref(), Some("0 */6 * * *"));
+        assert_eq!(cron.timezone.as_deref(), Some("Europe/Berlin"));
+        assert_eq!(cron.interval, None);
         let bad = parse_settings(&SettingsForm {
             interval: "soon".into(),
             ..Default::default()

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use maud::{html, Markup};
 use omni_api::auth::Role;
 use omni_resources::specs::backup::EtcdBackupSpec;
-use omni_resources::specs::cluster::BackupConfiguration;
+use omni_resources::specs::cluster::{BackupConfiguration, RestoreDrill};
 
 use crate::live::DrillEntry;
 use crate::model::{human_bytes, human_duration, status_word, utc, Row};
@@ -17,6 +17,9 @@ use crate::pages::{csrf_field, layout, rows_table, Viewer};
 #[serde(default)]
 pub struct SettingsForm {
     pub interval: String,
+    /// A cron pattern, exclusive with the interval, and its zone.
+    pub schedule: String,
+    pub timezone: String,
     pub keeplast: String,
     pub keephourly: String,
     pub keepdaily: String,
@@ -37,12 +40,14 @@ impl SettingsForm {
         let n = |v: i64| if v == 0 { String::new() } else { v.to_string() };
         let interval = c
             .interval
-            .to_std()
+            .and_then(|i| i.to_std())
             .filter(|d| !d.is_zero())
             .map(omni_resources::duration::format_go_duration)
             .unwrap_or_default();
         SettingsForm {
             interval,
+            schedule: c.schedule.clone().unwrap_or_default(),
+            timezone: c.timezone.clone().unwrap_or_default(),
             keeplast: n(c.keeplast),
             keephourly: n(c.keephourly),
             keepdaily: n(c.keepdaily),
@@ -54,6 +59,8 @@ impl SettingsForm {
     pub fn get(&self, field: &str) -> &str {
         match field {
             "interval" => &self.interval,
+            "schedule" => &self.schedule,
+            "timezone" => &self.timezone,
             "keeplast" => &self.keeplast,
             "keephourly" => &self.keephourly,
             "keepdaily" => &self.keepdaily,
@@ -183,7 +190,21 @@ fn backup_table(v: &Viewer, c: &ClusterView) -> Markup {
 }
 
 fn settings(v: &Viewer, c: &ClusterView, base: &str) -> Markup {
-    let drill_on = c.config.is_some_and(|b| b.restoredrill);
+    let drill_on = c.config.is_some_and(|b| !b.restoredrill.is_off());
+    let drill_words = match c.config.map(|b| &b.restoredrill) {
+        Some(RestoreDrill::Scheduled(d)) => {
+            match (&d.schedule, d.interval.and_then(|i| i.to_std())) {
+                (Some(s), _) => format!("on, on their own schedule ({s})"),
+                (None, Some(i)) => format!(
+                    "on, every {}",
+                    omni_resources::duration::format_go_duration(i)
+                ),
+                (None, None) => "on".to_string(),
+            }
+        }
+        Some(RestoreDrill::AfterEachBackup) => "on, after each backup".to_string(),
+        _ => "off".to_string(),
+    };
     let err = |f: &str| {
         c.errors
             .fields
@@ -195,6 +216,10 @@ fn settings(v: &Viewer, c: &ClusterView, base: &str) -> Markup {
                 (csrf_field(v))
                 (field("interval", "Backup interval (e.g. 1h, 6h; empty turns automatic backups off)",
                     "text", c.form.get("interval"), err("interval")))
+                (field("schedule", "Or a cron schedule (e.g. 0 */6 * * *; instead of an interval)",
+                    "text", c.form.get("schedule"), err("schedule")))
+                (field("timezone", "Schedule time zone (e.g. Europe/Berlin; empty: UTC)",
+                    "text", c.form.get("timezone"), err("timezone")))
                 fieldset {
                     legend { "Retention (empty: server default)" }
                     @for (f, label) in KEEP_FIELDS {
@@ -206,6 +231,9 @@ fn settings(v: &Viewer, c: &ClusterView, base: &str) -> Markup {
         } @else {
             dl.card #settings-view {
                 dt { "Backup interval" } dd { @if c.form.interval.is_empty() { "off" } @else { (c.form.interval) } }
+                @if !c.form.schedule.is_empty() {
+                    dt { "Backup schedule" } dd { (c.form.schedule) " " (if c.form.timezone.is_empty() { "UTC" } else { c.form.timezone.as_str() }) }
+                }
                 @for (f, label) in KEEP_FIELDS {
                     dt { (label) } dd { @if c.form.get(f).is_empty() { "server default" } @else { (c.form.get(f)) } }
                 }
@@ -215,11 +243,11 @@ fn settings(v: &Viewer, c: &ClusterView, base: &str) -> Markup {
             form.inline #drill-form method="post" action={(base) "/drill"} {
                 (csrf_field(v))
                 input type="hidden" name="restoredrill" value=(if drill_on { "off" } else { "on" });
-                "Restore drills are " strong { (if drill_on { "on" } else { "off" }) } ". "
+                "Restore drills are " strong { (drill_words) } ". "
                 button type="submit" { (if drill_on { "Turn drills off" } else { "Turn drills on" }) }
             }
         } @else {
-            p { "Restore drills are " strong { (if drill_on { "on" } else { "off" }) } "." }
+            p { "Restore drills are " strong { (drill_words) } "." }
         }
         @if v.can(Role::Admin) {
             form.inline method="post" action={(base) "/key"} {

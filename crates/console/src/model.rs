@@ -2,9 +2,11 @@
 //! controllers publish. Pure: the time is passed in, so the rules are tested
 //! without a clock.
 
+use omni_resources::cron::Cadence;
 use omni_resources::specs::backup::{status, EtcdBackupStatusSpec};
 use omni_resources::specs::backup_drill::EtcdBackupDrillStatusSpec;
 use omni_resources::specs::cluster::ClusterSpec;
+use omni_resources::Timestamp;
 use serde::Serialize;
 
 /// Red, amber or green: can this cluster be restored to a recent state?
@@ -78,12 +80,26 @@ impl Row {
         size: Option<u64>,
         now: i64,
     ) -> Row {
-        let interval = spec
-            .and_then(ClusterSpec::backup_interval)
-            .map(|d| d.as_secs() as i64);
         let code = backup.map_or(status::UNKNOWN, |b| b.status);
         let last = backup.map_or(0, |b| b.lastbackuptime.seconds);
-        let next_due = interval.map(|i| if last == 0 { now } else { last + i });
+        let (interval, next_due) = match spec.and_then(ClusterSpec::backup_cadence) {
+            None => (None, None),
+            Some(Cadence::Every(d)) => {
+                let i = d.as_secs() as i64;
+                (Some(i), Some(if last == 0 { now } else { last + i }))
+            }
+            // A schedule's interval is the gap between its next two runs.
+            Some(Cadence::Cron(c)) => {
+                let next = c.next_after(Timestamp::from_unix(if last == 0 { now } else { last }));
+                let gap = next.and_then(|n| Some(c.next_after(n)?.seconds - n.seconds));
+                let due = if last == 0 {
+                    Some(now)
+                } else {
+                    next.map(|n| n.seconds)
+                };
+                (gap, due)
+            }
+        };
         let age = now - last;
         let (mut health, mut problem) = if code == status::ERROR {
             let err = backup.map(|b| b.error.as_str()).unwrap_or_default();
@@ -215,7 +231,9 @@ mod tests {
     fn cluster(interval: u64) -> ClusterSpec {
         ClusterSpec {
             backupconfiguration: Some(BackupConfiguration {
-                interval: ProtoDuration::from_std(std::time::Duration::from_secs(interval)),
+                interval: Some(ProtoDuration::from_std(std::time::Duration::from_secs(
+                    interval,
+                ))),
                 ..Default::default()
             }),
             ..Default::default()

@@ -13,10 +13,8 @@ use omni_testkit::{etcd_bins, free_port, EtcdCluster};
 use ops::*;
 
 const DRILL: &str = "    restoredrill: true\n";
-/// Drills off. Not `restoredrill: false` alone: a configuration that sets
-/// nothing but defaults reads as a zero interval, which is refused like the
-/// reference refuses `interval: 0s` (see docs/cluster-templates.md).
-const NO_DRILL: &str = "";
+/// Drills off, and nothing else set: accepted, no automatic backups.
+const NO_DRILL: &str = "    restoredrill: false\n";
 
 /// Neither a drill dir nor a process mentioning one is left.
 fn assert_clean(dir: &Path) {

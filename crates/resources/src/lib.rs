@@ -3,6 +3,7 @@
 //!
 //! This crate does no I/O; every other crate builds on it.
 
+pub mod cron;
 pub mod duration;
 pub mod kinds;
 pub mod labels;

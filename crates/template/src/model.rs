@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use omni_resources::retention::RetentionPolicy;
+use omni_resources::specs::cluster::RestoreDrill;
 use omni_resources::{LABEL_ROLE_CONTROLPLANE, LABEL_ROLE_WORKER};
 
 /// The role of a machine set.
@@ -61,10 +62,15 @@ pub struct ClusterTemplate {
     pub disk_encryption: bool,
     /// `features.backupConfiguration.interval`; `None` when not set.
     pub backup_interval: Option<Duration>,
+    /// `features.backupConfiguration.schedule` (a cron pattern, exclusive
+    /// with the interval) and `.timezone`; `None` when not set.
+    pub backup_schedule: Option<String>,
+    pub backup_timezone: Option<String>,
     /// `features.backupConfiguration.keepLast` … `keepMonthly` (zero: unset).
     pub backup_retention: RetentionPolicy,
-    /// `features.backupConfiguration.restoreDrill`.
-    pub restore_drill: bool,
+    /// `features.backupConfiguration.restoreDrill`: `true`, `false`, or a
+    /// schedule of its own.
+    pub restore_drill: RestoreDrill,
 }
 
 /// A `kind: ControlPlane` or `kind: Workers` document.

@@ -2,9 +2,12 @@
 //! Every problem is collected, not just the first.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
-use omni_resources::duration::parse_go_duration;
+use omni_resources::cron::{CronError, CronSchedule};
+use omni_resources::duration::{parse_go_duration, ProtoDuration};
 use omni_resources::retention::{RetentionPolicy, MAX_KEEP};
+use omni_resources::specs::cluster::{DrillSchedule, RestoreDrill};
 use omni_resources::validate::validate_id;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -54,6 +57,10 @@ struct RawBackup {
     #[serde(default)]
     interval: Option<String>,
     #[serde(default)]
+    schedule: Option<String>,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
     keep_last: i64,
     #[serde(default)]
     keep_hourly: i64,
@@ -63,8 +70,20 @@ struct RawBackup {
     keep_weekly: i64,
     #[serde(default)]
     keep_monthly: i64,
+    /// `true`, `false` or `{schedule | interval, timezone}`.
     #[serde(default)]
-    restore_drill: bool,
+    restore_drill: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDrillSchedule {
+    #[serde(default)]
+    schedule: Option<String>,
+    #[serde(default)]
+    interval: Option<String>,
+    #[serde(default)]
+    timezone: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -260,17 +279,23 @@ fn parse_cluster(doc: &mut Doc<'_>, value: Value) -> Option<ClusterTemplate> {
         );
     }
     let mut backup_interval = None;
+    let mut backup_schedule = None;
+    let mut backup_timezone = None;
     let mut backup_retention = RetentionPolicy::default();
-    let mut restore_drill = false;
+    let mut restore_drill = RestoreDrill::Off;
     if let Some(backup) = raw.features.backup_configuration {
-        let field = "features.backupConfiguration.interval";
-        match backup.interval.as_deref().map(parse_go_duration) {
-            None => doc.problem(field, "is required"),
-            Some(Ok(d)) => backup_interval = Some(d),
-            Some(Err(e)) => doc.problem(field, e.to_string()),
-        }
+        let base = "features.backupConfiguration";
+        backup_interval = cadence(
+            doc,
+            base,
+            backup.interval.as_deref(),
+            backup.schedule.as_deref(),
+            backup.timezone.as_deref(),
+        );
+        backup_schedule = backup.schedule.clone();
+        backup_timezone = backup.timezone.clone();
         backup_retention = retention(doc, &backup);
-        restore_drill = backup.restore_drill;
+        restore_drill = drill(doc, backup.restore_drill);
     }
     (doc.problems.len() == before).then_some(ClusterTemplate {
         document: doc.number,
@@ -280,8 +305,121 @@ fn parse_cluster(doc: &mut Doc<'_>, value: Value) -> Option<ClusterTemplate> {
         enable_workload_proxy: raw.features.enable_workload_proxy,
         disk_encryption: raw.features.disk_encryption,
         backup_interval,
+        backup_schedule,
+        backup_timezone,
         backup_retention,
         restore_drill,
+    })
+}
+
+/// Checks an `interval` / `schedule` / `timezone` trio under `base`: at
+/// most one of the first two, a zone only with a schedule, each one
+/// parsing. Returns the interval. The server's bounds are checked by the
+/// server when the cluster is written.
+fn cadence(
+    doc: &mut Doc<'_>,
+    base: &str,
+    interval: Option<&str>,
+    schedule: Option<&str>,
+    timezone: Option<&str>,
+) -> Option<Duration> {
+    if interval.is_some() && schedule.is_some() {
+        doc.problem(
+            base,
+            format!("{base}.interval and {base}.schedule are mutually exclusive: set one of them"),
+        );
+    }
+    if timezone.is_some() && schedule.is_none() {
+        doc.problem(
+            format!("{base}.timezone"),
+            format!("only applies with {base}.schedule"),
+        );
+    }
+    if let Some(pattern) = schedule {
+        match CronSchedule::parse(pattern, timezone) {
+            Ok(_) => {}
+            Err(e @ CronError::Zone(_)) => doc.problem(format!("{base}.timezone"), e.to_string()),
+            Err(e) => doc.problem(format!("{base}.schedule"), e.to_string()),
+        }
+    }
+    match interval.map(parse_go_duration)? {
+        Ok(d) => Some(d),
+        Err(e) => {
+            doc.problem(format!("{base}.interval"), e.to_string());
+            None
+        }
+    }
+}
+
+/// `restoreDrill`: a bool, or a schedule of its own.
+fn drill(doc: &mut Doc<'_>, raw: Option<Value>) -> RestoreDrill {
+    let base = "features.backupConfiguration.restoreDrill";
+    let value = match raw {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => return RestoreDrill::Off,
+        Some(Value::Bool(true)) => return RestoreDrill::AfterEachBackup,
+        Some(v @ Value::Mapping(_)) => v,
+        Some(_) => {
+            doc.problem(
+                base,
+                "expected true, false, or a map with schedule or interval",
+            );
+            return RestoreDrill::Off;
+        }
+    };
+    let raw: RawDrillSchedule = match serde_path_to_error::deserialize(value) {
+        Ok(r) => r,
+        Err(e) => {
+            let path = e.path().to_string();
+            let field = if path == "." {
+                base.to_string()
+            } else {
+                format!("{base}.{path}")
+            };
+            doc.problem(field, e.into_inner().to_string());
+            return RestoreDrill::Off;
+        }
+    };
+    let named = raw
+        .schedule
+        .as_deref()
+        .is_some_and(|s| matches!(s.trim(), "hourly" | "daily" | "weekly"));
+    let interval = if named {
+        // A word, not a cron pattern: only the exclusivity check applies.
+        if raw.interval.is_some() {
+            doc.problem(
+                base,
+                format!(
+                    "{base}.interval and {base}.schedule are mutually exclusive: set one of them"
+                ),
+            );
+        }
+        if raw.timezone.is_some() {
+            doc.problem(
+                format!("{base}.timezone"),
+                "only applies to a cron pattern, not to hourly, daily or weekly",
+            );
+        }
+        None
+    } else {
+        if raw.schedule.is_none() && raw.interval.is_none() {
+            let words = "hourly, daily, weekly or a cron pattern";
+            doc.problem(
+                base,
+                format!("set {base}.schedule ({words}) or {base}.interval"),
+            );
+        }
+        cadence(
+            doc,
+            base,
+            raw.interval.as_deref(),
+            raw.schedule.as_deref(),
+            raw.timezone.as_deref(),
+        )
+    };
+    RestoreDrill::Scheduled(DrillSchedule {
+        schedule: raw.schedule,
+        interval: interval.map(ProtoDuration::from_std),
+        timezone: raw.timezone,
     })
 }
 

@@ -27,18 +27,21 @@ impl Template {
         // `interval: 0s` turns automatic backups off: with nothing else set
         // there is no configuration at all (`null`, as a cluster without
         // backups has), so such a cluster shows no spurious diff.
-        spec.backupconfiguration = c
-            .backup_interval
-            .map(|interval| BackupConfiguration {
-                interval: ProtoDuration::from_std(interval),
-                keeplast: r.keeplast.into(),
-                keephourly: r.keephourly.into(),
-                keepdaily: r.keepdaily.into(),
-                keepweekly: r.keepweekly.into(),
-                keepmonthly: r.keepmonthly.into(),
-                restoredrill: c.restore_drill,
-            })
-            .filter(|conf| *conf != BackupConfiguration::default());
+        let conf = BackupConfiguration {
+            interval: c
+                .backup_interval
+                .filter(|i| !i.is_zero())
+                .map(ProtoDuration::from_std),
+            schedule: c.backup_schedule.clone(),
+            timezone: c.backup_timezone.clone(),
+            keeplast: r.keeplast.into(),
+            keephourly: r.keephourly.into(),
+            keepdaily: r.keepdaily.into(),
+            keepweekly: r.keepweekly.into(),
+            keepmonthly: r.keepmonthly.into(),
+            restoredrill: c.restore_drill.clone(),
+        };
+        spec.backupconfiguration = (conf != BackupConfiguration::default()).then_some(conf);
         spec
     }
 

@@ -93,7 +93,11 @@ fn expected_interval_falls_back_to_the_server_maximum() {
     assert_eq!(derive::expected_interval(&spec, max), None);
     spec.backupconfiguration = Some(BackupConfiguration::default());
     assert_eq!(derive::expected_interval(&spec, max), Some(max));
-    spec.backupconfiguration.as_mut().unwrap().interval.seconds = 7200;
+    spec.backupconfiguration.as_mut().unwrap().interval =
+        Some(omni_resources::duration::ProtoDuration {
+            seconds: 7200,
+            nanos: 0,
+        });
     assert_eq!(
         derive::expected_interval(&spec, max),
         Some(Duration::from_secs(7200))

@@ -1,5 +1,5 @@
 //! The etcd backup controller: decides which clusters are due (manual
-//! request or interval), runs at most N backups at once and one per
+//! request, interval or cron schedule), runs at most N backups at once and one per
 //! cluster, and records each cluster's status.
 
 pub mod data;
@@ -296,7 +296,7 @@ impl Controller for EtcdBackupController {
             Some(wait) => next = Action::Requeue(wait),
             None => {}
         }
-        let Some(interval) = spec.backup_interval() else {
+        let Some(cadence) = spec.backup_cadence() else {
             self.record_next_due(ctx, name, &st, None).await?;
             return Ok(next);
         };
@@ -309,14 +309,18 @@ impl Controller for EtcdBackupController {
             }
         };
         let failures = self.memory().failures.get(name).copied().unwrap_or(0);
-        let at = schedule::next_automatic(name, newest, interval, &self.settings.schedule).max(
-            schedule::retry_at(
-                st.lastbackupattempt,
-                failures,
-                self.settings.retry_backoff,
-                interval,
-            ),
-        );
+        let sched = &self.settings.schedule;
+        let Some(due) = schedule::next_due(name, newest, &cadence, sched) else {
+            tracing::debug!(cluster = %name, "backup schedule never fires again");
+            self.record_next_due(ctx, name, &st, None).await?;
+            return Ok(next);
+        };
+        let at = due.as_secs_f64().max(schedule::retry_at(
+            st.lastbackupattempt,
+            failures,
+            self.settings.retry_backoff,
+            schedule::retry_cap(&cadence, sched),
+        ));
         self.record_next_due(ctx, name, &st, Some(at)).await?;
         let wait = at - now.as_secs_f64();
         if wait > 0.0 {

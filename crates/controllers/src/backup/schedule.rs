@@ -4,6 +4,7 @@
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
+use omni_resources::cron::Cadence;
 use omni_resources::specs::backup::EtcdBackupStatusSpec;
 use omni_resources::Timestamp;
 
@@ -32,20 +33,46 @@ pub fn jitter(cluster: &str, last_unix: i64, max: Duration) -> Duration {
     Duration::from_millis(h.finish() % max.as_millis().max(1) as u64)
 }
 
-/// Unix time (seconds, fractional) at which the next automatic backup is
-/// due, given the newest backup (`None`: never backed up → due at once).
-pub fn next_automatic(
+/// When the next automatic backup of `cluster` is due, given its newest
+/// backup (`None`: never backed up → due at once, the zero timestamp).
+/// An interval is clamped into the server's bounds; a cron schedule fires
+/// at its next time after the newest backup (its bounds were checked when
+/// it was written). Both get the cluster's jitter. `None` when a cron
+/// pattern never fires again.
+pub fn next_due(
     cluster: &str,
     last_backup_unix: Option<i64>,
-    interval: Duration,
+    cadence: &Cadence,
     s: &ScheduleSettings,
-) -> f64 {
-    match last_backup_unix {
-        None => 0.0,
-        Some(last) => {
-            let i = effective_interval(interval, s);
-            last as f64 + i.as_secs_f64() + jitter(cluster, last, s.max_jitter).as_secs_f64()
+) -> Option<Timestamp> {
+    let Some(last) = last_backup_unix else {
+        return Some(Timestamp::default());
+    };
+    let jitter = jitter(cluster, last, s.max_jitter);
+    let base = match cadence {
+        Cadence::Every(interval) => {
+            Timestamp::from_unix(last).as_secs_f64()
+                + effective_interval(*interval, s).as_secs_f64()
         }
+        Cadence::Cron(cron) => cron.next_after(Timestamp::from_unix(last))?.as_secs_f64(),
+    };
+    Some(from_secs_f64(base + jitter.as_secs_f64()))
+}
+
+/// The longest a failed automatic backup waits before its retry: its
+/// interval, or for a cron schedule the server's minimum interval.
+pub fn retry_cap(cadence: &Cadence, s: &ScheduleSettings) -> Duration {
+    match cadence {
+        Cadence::Every(interval) => effective_interval(*interval, s),
+        Cadence::Cron(_) => s.min_interval,
+    }
+}
+
+fn from_secs_f64(secs: f64) -> Timestamp {
+    let seconds = secs.floor();
+    Timestamp {
+        seconds: seconds as i64,
+        nanos: ((secs - seconds) * 1e9) as i32,
     }
 }
 
@@ -87,6 +114,7 @@ pub fn manual_wait(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use omni_resources::cron::CronSchedule;
 
     fn settings() -> ScheduleSettings {
         ScheduleSettings {
@@ -96,30 +124,77 @@ mod tests {
         }
     }
 
+    fn every(secs: u64) -> Cadence {
+        Cadence::Every(Duration::from_secs(secs))
+    }
+
+    fn cron(pattern: &str, tz: Option<&str>) -> Cadence {
+        Cadence::Cron(Box::new(CronSchedule::parse(pattern, tz).unwrap()))
+    }
+
+    fn due(last: Option<i64>, cadence: &Cadence, s: &ScheduleSettings) -> i64 {
+        next_due("c", last, cadence, s).unwrap().seconds
+    }
+
     #[test]
     fn first_backup_is_due_at_once_then_every_interval() {
         let s = settings();
-        assert_eq!(
-            next_automatic("c", None, Duration::from_secs(3600), &s),
-            0.0
-        );
-        assert_eq!(
-            next_automatic("c", Some(1000), Duration::from_secs(3600), &s),
-            4600.0
-        );
+        assert_eq!(due(None, &every(3600), &s), 0);
+        assert_eq!(due(Some(1000), &every(3600), &s), 4600);
+        // The first-backup rule holds for schedules too.
+        assert_eq!(due(None, &cron("0 */6 * * *", None), &s), 0);
     }
 
     #[test]
     fn intervals_are_clamped_into_server_bounds() {
         let s = settings();
-        assert_eq!(
-            next_automatic("c", Some(0), Duration::from_secs(60), &s),
-            3600.0
-        );
-        assert_eq!(
-            next_automatic("c", Some(0), Duration::from_secs(999_999), &s),
-            86400.0
-        );
+        assert_eq!(due(Some(0), &every(60), &s), 3600);
+        assert_eq!(due(Some(0), &every(999_999), &s), 86400);
+    }
+
+    /// 2026-10-24 12:00:00 UTC, a Saturday: Europe falls back the next night.
+    const SAT_BEFORE_FALL_BACK: i64 = 1_792_843_200;
+
+    #[test]
+    fn a_schedule_fires_at_its_next_time_after_the_newest_backup() {
+        let s = settings();
+        let six = cron("0 */6 * * *", None);
+        // Backed up at 12:00:05 (late by a few seconds): next at 18:00.
+        let t = SAT_BEFORE_FALL_BACK;
+        assert_eq!(due(Some(t + 5), &six, &s), t + 6 * 3600);
+        // A manual backup at 13:00 does not move the 18:00 run.
+        assert_eq!(due(Some(t + 3600), &six, &s), t + 6 * 3600);
+        // 03:30 Berlin daily: before the change 01:30 UTC; the day after
+        // the clocks go back, 02:30 UTC, 25 h later.
+        let berlin = cron("30 3 * * *", Some("Europe/Berlin"));
+        let sun = due(Some(t), &berlin, &s);
+        assert_eq!(sun, t + 14 * 3600 + 1800);
+        let mon = due(Some(sun), &berlin, &s);
+        assert_eq!(mon - sun, 24 * 3600);
+        // Sunday's 03:30 is already CET (UTC+1): Saturday's was CEST.
+        let sat = due(Some(t - 12 * 3600), &berlin, &s);
+        assert_eq!(sun - sat, 25 * 3600);
+    }
+
+    #[test]
+    fn a_schedule_gets_the_same_jitter_as_an_interval() {
+        let s = ScheduleSettings {
+            max_jitter: Duration::from_secs(600),
+            ..settings()
+        };
+        let t = SAT_BEFORE_FALL_BACK;
+        let j = jitter("c", t, s.max_jitter).as_secs_f64();
+        let at = next_due("c", Some(t), &cron("0 */6 * * *", None), &s).unwrap();
+        assert!((at.as_secs_f64() - (t as f64 + 6.0 * 3600.0 + j)).abs() < 1e-3);
+        // The jittered backup does not push the next run past its time.
+        let late = at.seconds;
+        let next = next_due("c", Some(late), &cron("0 */6 * * *", None), &s).unwrap();
+        let j2 = jitter("c", late, s.max_jitter).as_secs_f64();
+        assert!((next.as_secs_f64() - (t as f64 + 12.0 * 3600.0 + j2)).abs() < 1e-3);
+        let at = next_due("c", Some(t), &every(3600), &s).unwrap();
+        assert!((at.as_secs_f64() - (t as f64 + 3600.0 + j)).abs() < 1e-3);
+        assert_eq!(retry_cap(&cron("0 * * * *", None), &s), s.min_interval);
+        assert_eq!(retry_cap(&every(7200), &s), Duration::from_secs(7200));
     }
 
     #[test]

@@ -1,16 +1,18 @@
 //! The restore drill controller: for each cluster that asks for drills
 //! (`spec.backupconfiguration.restoredrill`, or every cluster with the
-//! server flag), restores its newest backup into a throwaway etcd once per
-//! backup ([`run::drill`]) and publishes the result in
+//! server flag), restores its newest backup into a throwaway etcd
+//! ([`run::drill`]) once per backup, or on the drill's own schedule
+//! whenever backups happen ([`due`]), and publishes the result in
 //! `EtcdBackupDrillStatuses`, its only output. One drill runs at a time; the
 //! backup being drilled is leased so retention leaves it alone.
 
+pub mod due;
 pub mod guard;
 pub mod run;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use omni_backup::parse_identity;
@@ -27,6 +29,7 @@ use crate::backup::data;
 use crate::leases::BackupLeases;
 use crate::retention::keep::backup_id;
 use crate::store::Stores;
+use due::DrillMode;
 pub use run::{DrillError, DrillReport, DrillSettings};
 
 pub const NAME: &str = "EtcdBackupDrillController";
@@ -45,6 +48,15 @@ pub struct EtcdBackupDrillController {
     leases: BackupLeases,
     settings: DrillSettings,
     memory: Arc<Mutex<Memory>>,
+}
+
+/// What a cluster's drill waits for.
+enum Next {
+    Start(Box<Due>),
+    /// A scheduled drill, due after this long.
+    Wait(Duration),
+    /// Nothing to drill until something changes.
+    Idle,
 }
 
 /// A drill to start: which backup, and what is needed to read it.
@@ -98,46 +110,66 @@ impl EtcdBackupDrillController {
         Ok(())
     }
 
-    /// The cluster's newest backup, if it wants a drill of it.
-    async fn due(&self, ctx: &Context, cluster: &Resource) -> Result<Option<Due>, BoxError> {
+    /// The cluster's newest backup, if a drill of it is due now: a new
+    /// backup (after-each-backup mode), or the drill's scheduled time.
+    async fn due(
+        &self,
+        ctx: &Context,
+        cluster: &Resource,
+        mode: &DrillMode,
+    ) -> Result<Next, BoxError> {
         let name = &cluster.metadata.id;
-        let spec: ClusterSpec = cluster.spec_as()?;
-        if !(self.settings.all_clusters || spec.restore_drill()) {
-            return Ok(None);
-        }
-        let backing_up = ctx
-            .state
-            .get_spec::<EtcdBackupStatusSpec>(NS_EPHEMERAL, name)
-            .await?
-            .is_some_and(|(_, s)| s.status == status::RUNNING);
-        let Some(data) = data::find(&ctx.state, name).await? else {
-            return Ok(None);
-        };
-        let Ok(store) = self.stores.current() else {
-            return Ok(None);
-        };
-        if backing_up {
-            return Ok(None); // a newer backup is coming; drill that one
-        }
-        let Some(newest) = store.list(&data.clusteruuid).await?.into_iter().next() else {
-            return Ok(None);
-        };
-        let backup = backup_id(name, newest.created_at_unix);
         let prev = ctx
             .state
             .get_spec::<EtcdBackupDrillStatusSpec>(NS_EPHEMERAL, name)
             .await?
-            .map(|(_, s)| s.backup);
-        if prev.as_deref() == Some(backup.as_str()) {
-            return Ok(None); // drilled already (ok or not: no retry loop)
+            .map(|(_, s)| s);
+        let scheduled = matches!(mode, DrillMode::Scheduled(_));
+        match mode {
+            DrillMode::Off => return Ok(Next::Idle),
+            DrillMode::Scheduled(cadence) => {
+                let last = prev.as_ref().map(|s| s.startedat).unwrap_or_default();
+                let Some(at) = due::next_drill(cadence, last) else {
+                    return Ok(Next::Idle);
+                };
+                let wait = due::wait_until(at, Timestamp::now());
+                if !wait.is_zero() {
+                    return Ok(Next::Wait(wait));
+                }
+            }
+            DrillMode::AfterEachBackup => {
+                let backing_up = ctx
+                    .state
+                    .get_spec::<EtcdBackupStatusSpec>(NS_EPHEMERAL, name)
+                    .await?
+                    .is_some_and(|(_, s)| s.status == status::RUNNING);
+                if backing_up {
+                    return Ok(Next::Idle); // a newer backup is coming; drill that one
+                }
+            }
         }
-        Ok(Some(Due {
+        let Some(data) = data::find(&ctx.state, name).await? else {
+            return Ok(Next::Idle);
+        };
+        let Ok(store) = self.stores.current() else {
+            return Ok(Next::Idle);
+        };
+        let Some(newest) = store.list(&data.clusteruuid).await?.into_iter().next() else {
+            return Ok(Next::Idle);
+        };
+        let backup = backup_id(name, newest.created_at_unix);
+        // After each backup: once per backup (ok or not: no retry loop).
+        // On a schedule: the newest backup again, however often drilled.
+        if !scheduled && prev.is_some_and(|p| p.backup == backup) {
+            return Ok(Next::Idle);
+        }
+        Ok(Next::Start(Box::new(Due {
             cluster: name.clone(),
             backup,
             key: newest.key,
             data,
             store,
-        }))
+        })))
     }
 
     async fn start(&self, ctx: &Context, due: Due) -> Result<(), BoxError> {
@@ -320,10 +352,11 @@ impl Controller for EtcdBackupDrillController {
         if cluster.metadata.phase != Phase::Running {
             return Ok(Action::AwaitChange);
         }
-        let wants = cluster
+        let mode = cluster
             .spec_as::<ClusterSpec>()
-            .is_ok_and(|s| self.settings.all_clusters || s.restore_drill());
-        if !wants {
+            .map(|s| DrillMode::of(&s, self.settings.all_clusters))
+            .unwrap_or(DrillMode::Off);
+        if mode.is_off() {
             return Ok(Action::AwaitChange);
         }
         if running.is_some() {
@@ -333,15 +366,17 @@ impl Controller for EtcdBackupDrillController {
             }
             return Ok(Action::AwaitChange);
         }
-        match self.due(ctx, &cluster).await {
-            Ok(Some(due)) => self.start(ctx, due).await?,
-            Ok(None) => {}
+        let mut next = self.settings.tick;
+        match self.due(ctx, &cluster, &mode).await {
+            Ok(Next::Start(due)) => self.start(ctx, *due).await?,
+            Ok(Next::Wait(wait)) => next = next.min(wait),
+            Ok(Next::Idle) => {}
             Err(e) => {
                 tracing::warn!(cluster = %name, error = %e, "cannot look for a backup to drill")
             }
         }
         // New backups wake us through the backup status; the tick covers
-        // a store that became usable.
-        Ok(Action::Requeue(self.settings.tick))
+        // a store that became usable, and a scheduled drill's time.
+        Ok(Action::Requeue(next))
     }
 }

@@ -25,7 +25,7 @@ async fn fill(state: &State, n: usize) {
         let id = format!("cluster-{i:05}");
         let spec = ClusterSpec {
             backupconfiguration: Some(BackupConfiguration {
-                interval: ProtoDuration::from_std(Duration::from_secs(3600)),
+                interval: Some(ProtoDuration::from_std(Duration::from_secs(3600))),
                 ..Default::default()
             }),
             ..Default::default()

@@ -8,6 +8,7 @@ pub mod backup_drill;
 pub mod backup_retention;
 pub mod backup_upload;
 pub mod cluster;
+mod cluster_backup;
 pub mod machine;
 
 use crate::kinds::{Column, Writer};

@@ -2,6 +2,8 @@ use std::time::Duration;
 
 use super::*;
 use crate::{validate, Facts};
+use omni_resources::duration::ProtoDuration;
+use omni_resources::specs::cluster::{DrillSchedule, RestoreDrill};
 
 /// The seed guide's template.
 pub(crate) const SEED: &str = "\
@@ -127,10 +129,9 @@ fn bad_duration() {
         one_problem(&seed_with("interval: 1h", "interval: 3600")),
         "document 1 (Cluster): features.backupConfiguration.interval: invalid type: integer `3600`, expected a string"
     );
-    assert_eq!(
-        one_problem(&seed_with("    interval: 1h\n", "    {}\n")),
-        "document 1 (Cluster): features.backupConfiguration.interval: is required"
-    );
+    // No interval is no longer a problem: nothing set is no configuration.
+    let t = parse(&seed_with("    interval: 1h\n", "    {}\n")).unwrap();
+    assert_eq!(t.cluster_spec(None).backupconfiguration, None);
 }
 
 #[test]
@@ -249,14 +250,14 @@ fn retention_and_drills_in_the_backup_configuration() {
         t.cluster.backup_retention.to_string(),
         "keep-last=3 keep-daily=7 keep-monthly=12"
     );
-    assert!(t.cluster.restore_drill);
+    assert_eq!(t.cluster.restore_drill, RestoreDrill::AfterEachBackup);
     let spec = t.cluster_spec(None);
     let conf = spec.backupconfiguration.unwrap();
     assert_eq!(
         (conf.keeplast, conf.keepdaily, conf.keepmonthly),
         (3, 7, 12)
     );
-    assert!(conf.restoredrill);
+    assert_eq!(conf.restoredrill, RestoreDrill::AfterEachBackup);
     assert_eq!(
         problems(&seed_with("    interval: 1h\n", "    interval: 1h\n    keepWeekly: -1\n    keepHourly: 20000\n")),
         [
@@ -298,5 +299,110 @@ fn zero_interval_turns_backups_off() {
     // Retention without automatic backups is kept, with no interval.
     let t = parse(&seed_with("interval: 1h", "interval: 0s\n    keepLast: 3")).unwrap();
     let conf = t.cluster_spec(None).backupconfiguration.unwrap();
-    assert_eq!((conf.interval.seconds, conf.keeplast), (0, 3));
+    assert_eq!((conf.interval, conf.keeplast), (None, 3));
+}
+
+#[test]
+fn a_cron_schedule_with_a_zone_stands_for_the_interval() {
+    let text = seed_with(
+        "    interval: 1h\n",
+        "    schedule: \"0 */6 * * *\"\n    timezone: Europe/Berlin\n",
+    );
+    let t = parse(&text).unwrap();
+    assert_eq!(t.cluster.backup_interval, None);
+    let conf = t.cluster_spec(None).backupconfiguration.unwrap();
+    assert_eq!(conf.schedule.as_deref(), Some("0 */6 * * *"));
+    assert_eq!(conf.timezone.as_deref(), Some("Europe/Berlin"));
+    assert_eq!(conf.interval, None);
+    // Retention or drills alone need neither.
+    let t = parse(&seed_with(
+        "    interval: 1h\n",
+        "    restoreDrill: false\n    keepLast: 2\n",
+    ))
+    .unwrap();
+    let conf = t.cluster_spec(None).backupconfiguration.unwrap();
+    assert_eq!(
+        (conf.interval, conf.schedule, conf.keeplast),
+        (None, None, 2)
+    );
+}
+
+#[test]
+fn bad_schedules_are_reported_by_field() {
+    let base = "document 1 (Cluster): features.backupConfiguration";
+    assert_eq!(
+        one_problem(&seed_with("    interval: 1h\n", "    interval: 1h\n    schedule: \"@daily\"\n")),
+        format!("{base}: features.backupConfiguration.interval and features.backupConfiguration.schedule are mutually exclusive: set one of them")
+    );
+    let p = one_problem(&seed_with(
+        "    interval: 1h\n",
+        "    schedule: \"0 */6 * *\"\n",
+    ));
+    assert!(
+        p.starts_with(&format!(
+            "{base}.schedule: invalid cron expression \"0 */6 * *\""
+        )),
+        "{p}"
+    );
+    assert_eq!(
+        one_problem(&seed_with("    interval: 1h\n", "    schedule: \"@daily\"\n    timezone: Mars/Base\n")),
+        format!("{base}.timezone: unknown time zone \"Mars/Base\": expected an IANA name such as Europe/Berlin or UTC")
+    );
+    assert_eq!(
+        one_problem(&seed_with(
+            "    interval: 1h\n",
+            "    interval: 1h\n    timezone: UTC\n"
+        )),
+        format!("{base}.timezone: only applies with features.backupConfiguration.schedule")
+    );
+}
+
+#[test]
+fn a_drill_takes_its_own_schedule_or_interval() {
+    let drill = |yaml: &str| {
+        seed_with(
+            "    interval: 1h\n",
+            &format!("    interval: 1h\n    restoreDrill: {yaml}\n"),
+        )
+    };
+    let t = parse(&drill("{schedule: daily}")).unwrap();
+    let conf = t.cluster_spec(None).backupconfiguration.unwrap();
+    assert_eq!(
+        conf.restoredrill,
+        RestoreDrill::Scheduled(DrillSchedule {
+            schedule: Some("daily".into()),
+            ..DrillSchedule::default()
+        })
+    );
+    let t = parse(&drill("{interval: 12h}")).unwrap();
+    assert_eq!(
+        t.cluster.restore_drill,
+        RestoreDrill::Scheduled(DrillSchedule {
+            interval: Some(ProtoDuration {
+                seconds: 12 * 3600,
+                nanos: 0
+            }),
+            ..DrillSchedule::default()
+        })
+    );
+    assert!(parse(&drill("{schedule: \"0 3 * * *\", timezone: Asia/Tokyo}")).is_ok());
+    let base = "document 1 (Cluster): features.backupConfiguration.restoreDrill";
+    assert_eq!(
+        one_problem(&drill("{}")),
+        format!("{base}: set features.backupConfiguration.restoreDrill.schedule (hourly, daily, weekly or a cron pattern) or features.backupConfiguration.restoreDrill.interval")
+    );
+    assert_eq!(
+        one_problem(&drill("{interval: 1y}")),
+        format!("{base}.interval: invalid duration \"1y\": expected a number followed by a unit (ns, us, ms, s, m, h), e.g. 1h30m")
+    );
+    assert!(one_problem(&drill("{every: day}"))
+        .starts_with(&format!("{base}.every: unknown field `every`")));
+    assert_eq!(
+        one_problem(&drill("yes please")),
+        format!("{base}: expected true, false, or a map with schedule or interval")
+    );
+    assert_eq!(
+        one_problem(&drill("{schedule: weekly, timezone: UTC}")),
+        format!("{base}.timezone: only applies to a cron pattern, not to hourly, daily or weekly")
+    );
 }

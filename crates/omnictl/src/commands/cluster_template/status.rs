@@ -73,10 +73,19 @@ pub fn render(s: &Snapshot) -> String {
     let ready = |id: &str| statuses.get(id).is_some_and(|st| st.ready);
 
     let spec: ClusterSpec = s.cluster.spec_as().unwrap_or_default();
-    let interval = spec
-        .backup_interval()
-        .map(format_go_duration)
-        .unwrap_or_else(|| "off".into());
+    // A cron schedule shows as its pattern (and zone, when not UTC).
+    let conf = spec.backupconfiguration.as_ref();
+    let interval = match (
+        spec.backup_interval(),
+        conf.and_then(|c| c.schedule.as_ref()),
+    ) {
+        (Some(i), _) => format_go_duration(i),
+        (None, Some(s)) => match conf.and_then(|c| c.timezone.as_deref()) {
+            Some(tz) => format!("{s} ({tz})"),
+            None => s.clone(),
+        },
+        (None, None) => "off".into(),
+    };
     let ready_count = s
         .cluster_machines
         .iter()
