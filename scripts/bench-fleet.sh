@@ -6,7 +6,7 @@
 # idle CPU over a quiet window, RSS, the skew of the second round of
 # automatic backups (actual start minus due), and the latency to list all
 # backup statuses.
-#   scripts/bench-fleet.sh N [--interval SECONDS] [--idle SECONDS]
+#   scripts/bench-fleet.sh N [--interval SECONDS] [--idle SECONDS] [--idle-delay SECONDS]
 #       [--state-etcd] [--bin-dir DIR] [-- extra omni flags...]
 # --state-etcd starts a second etcd for omni's own state and replaces
 # {state_etcd} in the extra flags with its client URL, e.g.

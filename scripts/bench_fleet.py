@@ -132,6 +132,9 @@ def main():
     ap.add_argument("--etcdctl", required=True)
     ap.add_argument("--interval", type=int, default=120, help="automatic backup interval, s")
     ap.add_argument("--idle", type=int, default=20, help="idle CPU window, s")
+    ap.add_argument("--idle-delay", type=int, default=0,
+                    help="wait this long after the first round before measuring idle CPU, s "
+                         "(lets the first probe of every machine finish)")
     ap.add_argument("--state-etcd", action="store_true")
     ap.add_argument("extra", nargs="*")
     a = ap.parse_args()
@@ -211,8 +214,9 @@ def main():
         # Idle: between the rounds, nothing due.
         quiet_end = min(first.values()) + a.interval - 2
         start = time.time() + 2
+        start += a.idle_delay
         if quiet_end - start >= 5:
-            time.sleep(2)
+            time.sleep(2 + a.idle_delay)
             window = min(a.idle, quiet_end - time.time())
             c0, w0 = cpu_seconds(omni.pid), time.time()
             time.sleep(window)

@@ -71,7 +71,8 @@ pub struct Flags {
     /// Default retention: keep the newest backup of each of the last N months.
     #[arg(long, value_name = "N")]
     pub etcd_backup_keep_monthly: Option<u32>,
-    /// Longest time between two retention runs (they also run after each backup).
+    /// Longest time between two retention runs (they also run after each
+    /// backup and on policy changes) [default: 1h].
     #[arg(long)]
     pub etcd_backup_retention_interval: Option<String>,
     /// Restore-drill every cluster's new backups, not only clusters with `restoredrill: true`.
@@ -398,7 +399,7 @@ mod tests {
         assert_eq!(c.machine_probe_interval, Duration::from_millis(500));
         assert!(Config::resolve(flags(&["--machine-probe-interval", "0s"])).is_err());
         assert_eq!(c.machine_probe_rate, 10.0);
-        let err = Config::resolve(flags(&["--machine-probe-rate", "-1"])).unwrap_err();
+        let err = Config::resolve(flags(&["--machine-probe-rate=-1"])).unwrap_err();
         assert!(err.to_string().contains("--machine-probe-rate"), "{err}");
     }
 

@@ -100,7 +100,7 @@ pub fn resolve(flags: &Flags, file: &FileConfig) -> anyhow::Result<Ops> {
                 "etcd-backup-retention-interval",
                 &flags.etcd_backup_retention_interval,
                 &file.etcd_backup_retention_interval,
-                "10m",
+                "1h",
             )?,
         },
         drill_timeout: duration(
@@ -141,7 +141,7 @@ mod tests {
     fn defaults_keep_everything_and_drill_nothing() {
         let ops = resolve(&flags(&[]), &FileConfig::default()).unwrap();
         assert!(ops.retention.default_policy.is_empty());
-        assert_eq!(ops.retention.interval, Duration::from_secs(600));
+        assert_eq!(ops.retention.interval, Duration::from_secs(3600));
         let d = ops.drill(Path::new("/data"), Duration::from_secs(60));
         assert_eq!(d.work_dir, PathBuf::from("/data/drills"));
         assert_eq!(d.etcd_bin, PathBuf::from("etcd"));

@@ -122,6 +122,8 @@ impl Drop for Replica {
 }
 
 /// The replica id in the leader key, if any.
+const INTERRUPTED: &str = "backup interrupted: the server stopped while it was running";
+
 async fn leader(state_etcd: &EtcdCluster) -> Option<String> {
     let v = state_etcd.get(format!("{PREFIX}/leader")).await.ok()??;
     Some(String::from_utf8_lossy(&v).into_owned())
@@ -269,6 +271,31 @@ async fn three_replicas_on_a_state_etcd() {
     .await;
     let old = leader(&state_etcd).await.unwrap();
     let li = leader_index(&replicas, &old);
+    // A survivor's watch sees every status the new leader writes: the cut
+    // short attempt must be recorded as interrupted before it is retried.
+    let watcher = (li + 1) % 3;
+    let mut statuses = Command::new(omnictl_bin())
+        .args(["get", "etcdbackupstatus", "--watch", "-o", "json"])
+        .env("OMNICTL_ENDPOINT", replicas[watcher].endpoint())
+        .env("OMNICTL_TOKEN", &token)
+        .env("HOME", replicas[watcher].dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status_out = statuses.stdout.take().unwrap();
+    let statuses_seen = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut buf = vec![0u8; 4096];
+        let mut text = String::new();
+        while !text.contains(INTERRUPTED) {
+            match status_out.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        text
+    });
     let killed = Instant::now();
     replicas[li].kill9();
     let (newer, failover) = new_leader(&state_etcd, &old, killed).await;
@@ -284,6 +311,16 @@ async fn three_replicas_on_a_state_etcd() {
     })
     .await;
     println!("after failover: {done}");
+    let _ = statuses.kill();
+    let _ = statuses.wait();
+    let seen = tokio::time::timeout(WAIT, statuses_seen)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        seen.contains(INTERRUPTED),
+        "the killed leader's backup was never marked interrupted: {seen}"
+    );
     let ids = listed(&replicas[alive], &token);
     let unique: BTreeSet<_> = ids.iter().cloned().collect();
     assert_eq!(ids.len(), unique.len(), "a backup listed twice: {ids:?}");
