@@ -96,7 +96,7 @@ pub struct Flags {
     pub machine_probe_interval: Option<String>,
     /// Probes per second across all machines; a fleet larger than
     /// interval × rate is probed less often than the interval (0: no limit)
-    /// [default: 10].
+    /// [default: 5].
     #[arg(long)]
     pub machine_probe_rate: Option<f64>,
     /// First delay before retrying a failed automatic backup (doubles per failure).
@@ -398,7 +398,7 @@ mod tests {
         let c = Config::resolve(flags(&["--machine-probe-interval", "500ms"])).unwrap();
         assert_eq!(c.machine_probe_interval, Duration::from_millis(500));
         assert!(Config::resolve(flags(&["--machine-probe-interval", "0s"])).is_err());
-        assert_eq!(c.machine_probe_rate, 10.0);
+        assert_eq!(c.machine_probe_rate, 5.0);
         let err = Config::resolve(flags(&["--machine-probe-rate=-1"])).unwrap_err();
         assert!(err.to_string().contains("--machine-probe-rate"), "{err}");
     }
