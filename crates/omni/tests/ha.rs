@@ -10,13 +10,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::replica::Replica;
 use common::*;
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use omni_testkit::{EtcdCluster, S3Server};
 use serde_json::Value;
 
@@ -24,101 +23,14 @@ const PREFIX: &str = "/omni-ha";
 const TTL: Duration = Duration::from_secs(3);
 const CLUSTER: &str = "c1";
 
-struct Replica {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    port: u16,
+/// The replica id in the leader key (`127.0.0.1:<port>/…`) names its port.
+fn id_prefix(r: &Replica) -> String {
+    format!("127.0.0.1:{}/", r.port)
 }
 
-impl Replica {
-    async fn start(state_etcd: &EtcdCluster) -> Replica {
-        let dir = tempfile::tempdir().unwrap();
-        let port = omni_testkit::free_port().unwrap();
-        let log = std::fs::File::create(dir.path().join("omni.log")).unwrap();
-        let child = Command::new(omni_bin())
-            .args(["--data-dir", path_str(&dir.path().join("data"))])
-            .args(["--bind", &format!("127.0.0.1:{port}")])
-            .args(["--state", "etcd", "--state-etcd-prefix", PREFIX])
-            .args([
-                "--state-etcd-endpoints",
-                &state_etcd.client_urls().join(","),
-            ])
-            .args(["--leader-lease-ttl", &format!("{}s", TTL.as_secs())])
-            .args(["--etcd-backup-s3", "--etcd-backup-tick", "1s"])
-            .args([
-                "--etcd-backup-min-interval",
-                "2s",
-                "--etcd-backup-jitter",
-                "0s",
-            ])
-            .args(["--etcd-backup-retry-backoff", "2s"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let r = Replica {
-            child: Some(child),
-            dir,
-            port,
-        };
-        let url = format!("{}/readyz", r.endpoint());
-        let http = reqwest::Client::new();
-        omni_testkit::wait_until(WAIT, || {
-            let (http, url) = (http.clone(), url.clone());
-            async move {
-                http.get(&url)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("replica not ready:\n{}", r.log()));
-        r
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn id_prefix(&self) -> String {
-        format!("127.0.0.1:{}/", self.port)
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("omni.log")).unwrap_or_default()
-    }
-
-    fn ctl(&self, token: &str, args: &[&str]) -> std::process::Output {
-        omnictl(&self.endpoint(), self.dir.path(), token, args)
-    }
-
-    fn apply(&self, token: &str, yaml: &str) -> std::process::Output {
-        let path: PathBuf = self.dir.path().join("apply.yaml");
-        std::fs::write(&path, yaml).unwrap();
-        self.ctl(token, &["apply", "-f", path_str(&path)])
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        if let Some(c) = &self.child {
-            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGCONT);
-        }
-        self.kill9();
-    }
+async fn start(state_etcd: &EtcdCluster) -> Replica {
+    let extra = ["--etcd-backup-s3", "--etcd-backup-retry-backoff", "2s"];
+    Replica::start(state_etcd, PREFIX, &extra).await
 }
 
 /// The replica id in the leader key, if any.
@@ -132,7 +44,7 @@ async fn leader(state_etcd: &EtcdCluster) -> Option<String> {
 fn leader_index(replicas: &[Replica], id: &str) -> usize {
     replicas
         .iter()
-        .position(|r| r.child.is_some() && id.starts_with(&r.id_prefix()))
+        .position(|r| r.child.is_some() && id.starts_with(&id_prefix(r)))
         .unwrap_or_else(|| panic!("leader {id} is none of the running replicas"))
 }
 
@@ -206,13 +118,13 @@ async fn three_replicas_on_a_state_etcd() {
             .unwrap();
     }
     let s3 = S3Server::start().await.unwrap();
-    let mut replicas = vec![Replica::start(&state_etcd).await];
+    let mut replicas = vec![start(&state_etcd).await];
     let token = std::fs::read_to_string(replicas[0].dir.path().join("data/admin-token"))
         .unwrap()
         .trim()
         .to_string();
-    replicas.push(Replica::start(&state_etcd).await);
-    replicas.push(Replica::start(&state_etcd).await);
+    replicas.push(start(&state_etcd).await);
+    replicas.push(start(&state_etcd).await);
 
     // Every replica writes; a follower's watch sees the others' writes.
     let first = leader(&state_etcd).await.expect("a leader");

@@ -2,6 +2,8 @@
 //! with a temp data dir, driven through the real `omnictl` binary.
 #![allow(dead_code)]
 
+pub mod replica;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
