@@ -29,6 +29,7 @@ use crate::backup::data;
 use crate::leases::BackupLeases;
 use crate::retention::keep::backup_id;
 use crate::store::Stores;
+use crate::waitlist::WaitList;
 use due::DrillMode;
 pub use run::{DrillError, DrillReport, DrillSettings};
 
@@ -39,8 +40,8 @@ struct Memory {
     /// The cluster being drilled.
     running: Option<String>,
     recovered: bool,
-    /// Clusters that wanted a drill while another ran.
-    blocked: HashSet<String>,
+    /// Clusters whose drill was due while another one ran.
+    blocked: WaitList,
 }
 
 pub struct EtcdBackupDrillController {
@@ -238,7 +239,7 @@ impl EtcdBackupDrillController {
             let blocked = {
                 let mut mem = memory.lock().unwrap_or_else(|e| e.into_inner());
                 mem.running = None;
-                std::mem::take(&mut mem.blocked)
+                mem.blocked.take(1)
             };
             trigger.poke_key(&due.cluster);
             for c in blocked {
@@ -359,15 +360,15 @@ impl Controller for EtcdBackupDrillController {
         if mode.is_off() {
             return Ok(Action::AwaitChange);
         }
-        if running.is_some() {
-            // The running drill wakes us when it ends.
-            if !busy {
-                self.memory().blocked.insert(name.to_string());
-            }
+        if busy {
+            // Its drill pokes it when it ends.
             return Ok(Action::AwaitChange);
         }
         let mut next = self.settings.tick;
         match self.due(ctx, &cluster, &mode).await {
+            // One drill at a time: the running one wakes the cluster that
+            // waited longest when it ends (the tick covers a lost wake-up).
+            Ok(Next::Start(_)) if running.is_some() => self.memory().blocked.push(name),
             Ok(Next::Start(due)) => self.start(ctx, *due).await?,
             Ok(Next::Wait(wait)) => next = next.min(wait),
             Ok(Next::Idle) => {}
