@@ -27,21 +27,15 @@ pub struct Fence {
 pub trait Backend: Send + Sync + 'static {
     async fn get(&self, key: &ResourceKey) -> Result<Option<Resource>, StateError>;
 
-    /// All resources of one type in one namespace, ordered by ID.
-    async fn list(&self, namespace: &str, kind: &str) -> Result<Vec<Resource>, StateError>;
-
-    /// Those of them that `selector` matches. Backends with a label index
-    /// answer without looking at the others.
-    async fn list_selected(
+    /// The resources of one type in one namespace that `selector` matches,
+    /// ordered by ID. Backends with a label index answer without looking
+    /// at the others.
+    async fn list(
         &self,
         namespace: &str,
         kind: &str,
         selector: &LabelSelector,
-    ) -> Result<Vec<Resource>, StateError> {
-        let mut all = self.list(namespace, kind).await?;
-        all.retain(|r| selector.matches(&r.metadata.labels));
-        Ok(all)
-    }
+    ) -> Result<Vec<Resource>, StateError>;
 
     /// Stores `resource` if the stored version is `expected_version`
     /// (0: the resource must not exist).

@@ -41,12 +41,7 @@ impl Backend for MemoryBackend {
         Ok(self.items()?.get(key).cloned())
     }
 
-    async fn list(&self, namespace: &str, kind: &str) -> Result<Vec<Resource>, StateError> {
-        self.list_selected(namespace, kind, &LabelSelector::default())
-            .await
-    }
-
-    async fn list_selected(
+    async fn list(
         &self,
         namespace: &str,
         kind: &str,

@@ -262,12 +262,7 @@ impl Backend for RedbBackend {
         Ok(lock(&self.index).get(key).cloned())
     }
 
-    async fn list(&self, namespace: &str, kind: &str) -> Result<Vec<Resource>, StateError> {
-        self.list_selected(namespace, kind, &LabelSelector::default())
-            .await
-    }
-
-    async fn list_selected(
+    async fn list(
         &self,
         namespace: &str,
         kind: &str,

@@ -151,7 +151,7 @@ impl State {
         kind: &str,
         selector: &LabelSelector,
     ) -> Result<Vec<Resource>, StateError> {
-        self.backend.list_selected(namespace, kind, selector).await
+        self.backend.list(namespace, kind, selector).await
     }
 
     /// Creates a resource at version 1.

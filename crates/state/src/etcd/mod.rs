@@ -19,7 +19,7 @@ use etcd_client::{
     TxnOp,
 };
 use omni_resources::meta::ResourceKey;
-use omni_resources::Resource;
+use omni_resources::{LabelSelector, Resource};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -300,7 +300,12 @@ impl Backend for EtcdBackend {
             .transpose()
     }
 
-    async fn list(&self, namespace: &str, kind: &str) -> Result<Vec<Resource>, StateError> {
+    async fn list(
+        &self,
+        namespace: &str,
+        kind: &str,
+        selector: &LabelSelector,
+    ) -> Result<Vec<Resource>, StateError> {
         let k = self.key(namespace, kind, "");
         let resp = self
             .retry(|mut c| {
@@ -309,10 +314,13 @@ impl Backend for EtcdBackend {
             })
             .await?;
         // etcd returns keys in byte order, which is ID order.
-        resp.kvs()
+        let mut all = resp
+            .kvs()
             .iter()
             .map(|kv| decode(kv.value(), kv.version()))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        all.retain(|r| selector.matches(&r.metadata.labels));
+        Ok(all)
     }
 
     async fn put(
