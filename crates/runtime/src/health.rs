@@ -23,8 +23,8 @@ impl Default for HealthSettings {
 }
 
 #[derive(Default)]
-struct Crashes {
-    total: u64,
+struct LoopState {
+    crashes: u64,
     recent: VecDeque<Instant>,
     reconciles: u64,
     relists: u64,
@@ -47,19 +47,19 @@ pub struct LoopCounts {
 #[derive(Default)]
 pub struct Health {
     settings: HealthSettings,
-    crashes: Mutex<BTreeMap<&'static str, Crashes>>,
+    loops: Mutex<BTreeMap<&'static str, LoopState>>,
 }
 
 impl Health {
     pub fn new(settings: HealthSettings) -> Self {
         Health {
             settings,
-            crashes: Mutex::default(),
+            loops: Mutex::default(),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, Crashes>> {
-        self.crashes.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, LoopState>> {
+        self.loops.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn register(&self, name: &'static str) {
@@ -70,7 +70,7 @@ impl Health {
         let now = Instant::now();
         let mut all = self.lock();
         let c = all.entry(name).or_default();
-        c.total += 1;
+        c.crashes += 1;
         c.recent.push_back(now);
         while c.recent.len() > self.settings.threshold.max(1) {
             c.recent.pop_front();
@@ -85,19 +85,13 @@ impl Health {
         self.lock().entry(name).or_default().relists += 1;
     }
 
-    /// Crashes per controller since the start, every registered controller
-    /// listed.
-    pub fn crash_counts(&self) -> Vec<(&'static str, u64)> {
-        self.lock().iter().map(|(n, c)| (*n, c.total)).collect()
-    }
-
     /// Every registered controller's counters.
     pub fn loop_counts(&self) -> Vec<(&'static str, LoopCounts)> {
         self.lock()
             .iter()
             .map(|(n, c)| {
                 let counts = LoopCounts {
-                    crashes: c.total,
+                    crashes: c.crashes,
                     reconciles: c.reconciles,
                     relists: c.relists,
                 };
@@ -143,7 +137,12 @@ mod tests {
         assert!(h.healthy(), "one crash is not a habit");
         h.crashed("A");
         assert_eq!(h.failing(), ["A"]);
-        assert_eq!(h.crash_counts(), [("A", 2), ("B", 0)]);
+        let crashes: Vec<_> = h
+            .loop_counts()
+            .iter()
+            .map(|(n, c)| (*n, c.crashes))
+            .collect();
+        assert_eq!(crashes, [("A", 2), ("B", 0)]);
         let quick = Health::new(HealthSettings {
             threshold: 2,
             window: Duration::ZERO,
