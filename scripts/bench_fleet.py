@@ -225,7 +225,7 @@ def main():
         else:
             print("idle CPU: no quiet window before the second round (raise --interval)")
 
-        # Second round: skew = actual start minus due (newest whole second + interval).
+        # Second round: skew = actual start minus due (newest backup + interval).
         deadline = time.time() + a.interval + max(600, a.n * 0.5)
         while True:
             st = cl.statuses()
@@ -236,7 +236,7 @@ def main():
             if time.time() > deadline:
                 sys.exit(f"second round incomplete: {len(done)}/{a.n}; see {work}")
             time.sleep(1)
-        skew = [ts(s["lastbackupattempt"]) - (int(first[c]) + a.interval) for c, s in done.items()]
+        skew = [ts(s["lastbackupattempt"]) - (first[c] + a.interval) for c, s in done.items()]
         print(f"skew of the second round: p50 {pct(skew, 50):.2f} s, p99 {pct(skew, 99):.2f} s, "
               f"max {max(skew):.2f} s")
         lat = []

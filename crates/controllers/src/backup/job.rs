@@ -41,7 +41,7 @@ pub(super) async fn set_status(
 impl Job {
     /// Runs the backup and records the outcome. Returns the backup time on
     /// success.
-    pub async fn run(self) -> Option<i64> {
+    pub async fn run(self) -> Option<Timestamp> {
         let at = self.at;
         if let Err(e) = set_status(&self.state, &self.cluster, |s| {
             s.status = status::RUNNING;
@@ -99,7 +99,7 @@ impl Job {
         match outcome {
             Ok(()) => {
                 tracing::info!(cluster = %self.cluster, at = at.seconds, "backup done");
-                Some(at.seconds)
+                Some(at)
             }
             Err(e) => {
                 tracing::warn!(cluster = %self.cluster, error = %e, "backup failed");

@@ -74,7 +74,7 @@ impl Default for BackupSettings {
 struct Memory {
     running: HashSet<String>,
     /// Newest backup per cluster, as far as this process knows.
-    newest: HashMap<String, i64>,
+    newest: HashMap<String, Timestamp>,
     /// Failed attempts in a row per cluster.
     failures: HashMap<String, u32>,
     recovered: bool,
@@ -129,9 +129,9 @@ impl EtcdBackupController {
         state: &omni_state::State,
         cluster: &str,
         st: &EtcdBackupStatusSpec,
-    ) -> Result<Option<i64>, String> {
+    ) -> Result<Option<Timestamp>, String> {
         let known = self.memory().newest.get(cluster).copied();
-        let from_status = (!st.lastbackuptime.is_zero()).then_some(st.lastbackuptime.seconds);
+        let from_status = (!st.lastbackuptime.is_zero()).then_some(st.lastbackuptime);
         if let Some(t) = known.max(from_status) {
             return Ok(Some(t));
         }
@@ -147,7 +147,7 @@ impl EtcdBackupController {
             .await
             .map_err(|e| e.to_string())?
             .first()
-            .map(|o| o.created_at_unix);
+            .map(|o| Timestamp::from_unix(o.created_at_unix));
         if let Some(t) = newest {
             self.memory().newest.insert(cluster.to_string(), t);
         }

@@ -153,8 +153,8 @@ impl EtcdBackupController {
         .await?;
         let mut mem = self.memory();
         mem.failures.remove(cluster);
-        let newest = mem.newest.entry(cluster.to_string()).or_insert(at.seconds);
-        *newest = (*newest).max(at.seconds);
+        let newest = mem.newest.entry(cluster.to_string()).or_insert(at);
+        *newest = (*newest).max(at);
         Ok(())
     }
 }

@@ -33,28 +33,30 @@ pub fn jitter(cluster: &str, last_unix: i64, max: Duration) -> Duration {
     Duration::from_millis(h.finish() % max.as_millis().max(1) as u64)
 }
 
-/// When the next automatic backup of `cluster` is due, given its newest
-/// backup (`None`: never backed up → due at once, the zero timestamp).
+/// When the next automatic backup of `cluster` is due, given the moment of
+/// its newest backup (`None`: never backed up → due at once, the zero
+/// timestamp). The moment keeps its fraction of a second: backups taken
+/// one after another within a second stay that far apart a round later,
+/// instead of all coming due at once on the whole second.
 /// An interval is clamped into the server's bounds; a cron schedule fires
 /// at its next time after the newest backup (its bounds were checked when
 /// it was written). Both get the cluster's jitter. `None` when a cron
 /// pattern never fires again.
 pub fn next_due(
     cluster: &str,
-    last_backup_unix: Option<i64>,
+    last_backup: Option<Timestamp>,
     cadence: &Cadence,
     s: &ScheduleSettings,
 ) -> Option<Timestamp> {
-    let Some(last) = last_backup_unix else {
+    let Some(last) = last_backup else {
         return Some(Timestamp::default());
     };
-    let jitter = jitter(cluster, last, s.max_jitter);
+    let jitter = jitter(cluster, last.seconds, s.max_jitter);
     let base = match cadence {
         Cadence::Every(interval) => {
-            Timestamp::from_unix(last).as_secs_f64()
-                + effective_interval(*interval, s).as_secs_f64()
+            last.as_secs_f64() + effective_interval(*interval, s).as_secs_f64()
         }
-        Cadence::Cron(cron) => cron.next_after(Timestamp::from_unix(last))?.as_secs_f64(),
+        Cadence::Cron(cron) => cron.next_after(last)?.as_secs_f64(),
     };
     Some(from_secs_f64(base + jitter.as_secs_f64()))
 }
@@ -133,7 +135,9 @@ mod tests {
     }
 
     fn due(last: Option<i64>, cadence: &Cadence, s: &ScheduleSettings) -> i64 {
-        next_due("c", last, cadence, s).unwrap().seconds
+        next_due("c", last.map(Timestamp::from_unix), cadence, s)
+            .unwrap()
+            .seconds
     }
 
     #[test]
@@ -143,6 +147,20 @@ mod tests {
         assert_eq!(due(Some(1000), &every(3600), &s), 4600);
         // The first-backup rule holds for schedules too.
         assert_eq!(due(None, &cron("0 */6 * * *", None), &s), 0);
+    }
+
+    #[test]
+    fn backups_within_one_second_come_due_as_far_apart() {
+        let s = settings();
+        let at = |nanos| Timestamp {
+            seconds: 1000,
+            nanos,
+        };
+        let first = next_due("c", Some(at(100_000_000)), &every(3600), &s).unwrap();
+        let second = next_due("c", Some(at(900_000_000)), &every(3600), &s).unwrap();
+        assert_eq!((first.seconds, second.seconds), (4600, 4600));
+        let apart = second.as_secs_f64() - first.as_secs_f64();
+        assert!((apart - 0.8).abs() < 1e-6, "{apart}");
     }
 
     #[test]
@@ -184,14 +202,26 @@ mod tests {
         };
         let t = SAT_BEFORE_FALL_BACK;
         let j = jitter("c", t, s.max_jitter).as_secs_f64();
-        let at = next_due("c", Some(t), &cron("0 */6 * * *", None), &s).unwrap();
+        let at = next_due(
+            "c",
+            Some(Timestamp::from_unix(t)),
+            &cron("0 */6 * * *", None),
+            &s,
+        )
+        .unwrap();
         assert!((at.as_secs_f64() - (t as f64 + 6.0 * 3600.0 + j)).abs() < 1e-3);
         // The jittered backup does not push the next run past its time.
         let late = at.seconds;
-        let next = next_due("c", Some(late), &cron("0 */6 * * *", None), &s).unwrap();
+        let next = next_due(
+            "c",
+            Some(Timestamp::from_unix(late)),
+            &cron("0 */6 * * *", None),
+            &s,
+        )
+        .unwrap();
         let j2 = jitter("c", late, s.max_jitter).as_secs_f64();
         assert!((next.as_secs_f64() - (t as f64 + 12.0 * 3600.0 + j2)).abs() < 1e-3);
-        let at = next_due("c", Some(t), &every(3600), &s).unwrap();
+        let at = next_due("c", Some(Timestamp::from_unix(t)), &every(3600), &s).unwrap();
         assert!((at.as_secs_f64() - (t as f64 + 3600.0 + j)).abs() < 1e-3);
         assert_eq!(retry_cap(&cron("0 * * * *", None), &s), s.min_interval);
         assert_eq!(retry_cap(&every(7200), &s), Duration::from_secs(7200));

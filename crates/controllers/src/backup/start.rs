@@ -70,8 +70,8 @@ impl EtcdBackupController {
             // Two backups in one second would share a key: step past the last.
             let mut at = Timestamp::now();
             if let Some(last) = mem.newest.get(cluster) {
-                if at.seconds <= *last {
-                    at = Timestamp::from_unix(last + 1);
+                if at.seconds <= last.seconds {
+                    at = Timestamp::from_unix(last.seconds + 1);
                 }
             }
             at
