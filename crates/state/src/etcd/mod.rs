@@ -5,12 +5,15 @@
 //! A resource's version is the etcd key's version (1 on create, +1 per
 //! write), so compare-and-swap is one transaction comparing it; watch
 //! positions are etcd store revisions. Each backend runs one etcd watch on
-//! the resource prefix and fans it out to every local watcher; a watch
-//! that must resume runs its own, from the requested revision.
+//! the resource prefix, keeps its in-memory view (`cache`) current with it
+//! and fans it out to every local watcher; a watch that must resume runs
+//! its own, from the requested revision.
 
+mod cache;
 mod election;
 mod pump;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,7 +29,11 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::backend::check_version;
 use crate::{Backend, Change, ChangeStream, Fence, StateError};
 
+pub use cache::ReadStats;
 pub use election::Leadership;
+
+use cache::Cache;
+use pump::Pumped;
 
 /// Client TLS material, PEM-encoded. The key is never logged.
 #[derive(Clone, Default)]
@@ -77,6 +84,7 @@ pub struct EtcdBackend {
     client: Client,
     prefix: String,
     feed: broadcast::Sender<Change>,
+    cache: Arc<Cache>,
     // Stops the shared watch when the backend goes.
     _pump: DropGuard,
 }
@@ -154,25 +162,36 @@ impl EtcdBackend {
             .await
             .map_err(etcd_error)?;
         let prefix = opts.prefix.trim_end_matches('/').to_string();
-        let rev = client
-            .get(
-                format!("{prefix}/r/"),
-                Some(GetOptions::new().with_prefix().with_count_only()),
-            )
-            .await
-            .map_err(etcd_error)?
-            .header()
-            .map_or(0, |h| h.revision());
+        let resources = format!("{prefix}/r/");
+        let (index, rev) = cache::load(&mut client, &resources).await?;
+        let cache = Arc::new(Cache::new(index, rev));
         let (feed, _) = broadcast::channel(4096);
         let cancel = CancellationToken::new();
         let sink = feed.clone();
+        let view = cache.clone();
+        let (reload_client, reload_cancel) = (client.clone(), cancel.clone());
+        let reload_prefix = resources.clone();
         tokio::spawn(pump::run(
             client.clone(),
-            format!("{prefix}/r/"),
+            resources,
             rev + 1,
             cancel.clone(),
-            move |c| {
-                let _ = sink.send(c);
+            Some(cache.want_progress.clone()),
+            move |p| {
+                match p {
+                    Pumped::Progress(r) => view.progress(r),
+                    Pumped::Change(c) => {
+                        if view.apply(&c) {
+                            tokio::spawn(cache::reload(
+                                view.clone(),
+                                reload_client.clone(),
+                                reload_prefix.clone(),
+                                reload_cancel.clone(),
+                            ));
+                        }
+                        let _ = sink.send(c);
+                    }
+                }
                 true
             },
         ));
@@ -180,6 +199,7 @@ impl EtcdBackend {
             client,
             prefix,
             feed,
+            cache,
             _pump: cancel.drop_guard(),
         })
     }
@@ -214,6 +234,24 @@ impl EtcdBackend {
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_millis(500));
         }
+    }
+
+    /// How many lists the in-memory view answered, and how many read etcd.
+    pub fn read_stats(&self) -> ReadStats {
+        self.cache.stats()
+    }
+
+    /// The store revision now, by a quorum read of one key: fails while
+    /// the store has no quorum.
+    async fn current_revision(&self) -> Result<i64, StateError> {
+        let k = format!("{}/sync", self.prefix);
+        let resp = self
+            .retry(|mut c| {
+                let k = k.clone();
+                async move { c.get(k, None).await }
+            })
+            .await?;
+        Ok(resp.header().map_or(0, |h| h.revision()))
     }
 
     pub(crate) fn client(&self) -> Client {
@@ -306,6 +344,12 @@ impl Backend for EtcdBackend {
         kind: &str,
         selector: &LabelSelector,
     ) -> Result<Vec<Resource>, StateError> {
+        let revision = self.current_revision().await?;
+        if let Some(found) = self.cache.list(namespace, kind, selector, revision).await {
+            self.cache.count(true);
+            return Ok(found);
+        }
+        self.cache.count(false);
         let k = self.key(namespace, kind, "");
         let resp = self
             .retry(|mut c| {
@@ -370,7 +414,11 @@ impl Backend for EtcdBackend {
             format!("{}/r/", self.prefix),
             start,
             cancel,
-            move |c| tx.send(c).is_ok(),
+            None,
+            move |p| match p {
+                Pumped::Change(c) => tx.send(c).is_ok(),
+                Pumped::Progress(_) => true,
+            },
         ));
         Ok(ChangeStream::own(rx))
     }

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, EventType, WatchOptions};
+use etcd_client::{Client, EventType, WatchOptions, WatchResponse};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::decode;
@@ -15,14 +16,25 @@ use crate::{Change, Event, EventKind};
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
-/// Feeds `sink` until `cancel` fires or `sink` returns false.
+/// What the watch delivers.
+pub(crate) enum Pumped {
+    Change(Change),
+    /// Every event up to this store revision has been delivered.
+    Progress(i64),
+}
+
+/// Feeds `sink` until `cancel` fires or `sink` returns false. Each
+/// notification of `want_progress` asks etcd for a progress report.
 pub(crate) async fn run(
     client: Client,
     prefix: String,
     mut from: i64,
     cancel: CancellationToken,
-    mut sink: impl FnMut(Change) -> bool + Send,
+    want_progress: Option<Arc<Notify>>,
+    mut sink: impl FnMut(Pumped) -> bool + Send,
 ) {
+    let never = Arc::new(Notify::new());
+    let want_progress = want_progress.unwrap_or(never);
     let mut retry = RETRY_MIN;
     loop {
         let opts = WatchOptions::new()
@@ -39,6 +51,12 @@ pub(crate) async fn run(
             Ok(mut stream) => loop {
                 let msg = tokio::select! {
                     _ = cancel.cancelled() => return,
+                    _ = want_progress.notified() => {
+                        // A failed request means a broken stream, which
+                        // the next message reports.
+                        let _ = stream.request_progress().await;
+                        continue;
+                    }
                     m = stream.message() => m,
                 };
                 let resp = match msg {
@@ -55,7 +73,7 @@ pub(crate) async fn run(
                         compacted = resp.compact_revision(),
                         "state watch: history compacted; watchers re-list"
                     );
-                    if !sink(Change::Resync) {
+                    if !sink(Pumped::Change(Change::Resync)) {
                         return;
                     }
                     from = resp.compact_revision();
@@ -65,12 +83,17 @@ pub(crate) async fn run(
                     break;
                 }
                 retry = RETRY_MIN;
+                if let Some(revision) = progress_report(&resp) {
+                    if !sink(Pumped::Progress(revision)) {
+                        return;
+                    }
+                }
                 for ev in resp.events() {
                     let Some(change) = convert(ev) else { continue };
                     if let Some(kv) = ev.kv() {
                         from = kv.mod_revision() + 1;
                     }
-                    if !sink(change) {
+                    if !sink(Pumped::Change(change)) {
                         return;
                     }
                 }
@@ -82,6 +105,20 @@ pub(crate) async fn run(
         }
         retry = (retry * 2).min(RETRY_MAX);
     }
+}
+
+/// A response without events that is not about creating or ending the
+/// watch reports progress: etcd sends it only once the watch is synced,
+/// so its header revision is covered.
+fn progress_report(resp: &WatchResponse) -> Option<i64> {
+    let plain = resp.events().is_empty()
+        && !resp.created()
+        && !resp.canceled()
+        && resp.compact_revision() == 0;
+    plain
+        .then(|| resp.header().map(|h| h.revision()))
+        .flatten()
+        .filter(|r| *r > 0)
 }
 
 fn convert(ev: &etcd_client::Event) -> Option<Change> {
