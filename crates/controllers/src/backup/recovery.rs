@@ -56,7 +56,8 @@ impl EtcdBackupController {
             }
             let cluster = r.metadata.id.as_str();
             let at = spec.lastbackupattempt;
-            match stored(&ctx.state, store.as_ref(), cluster, at).await {
+            let primary = self.stores.of_cluster(&ctx.state, cluster).await?.primary;
+            match stored(&ctx.state, primary.store.ok().as_ref(), cluster, at).await {
                 Some(true) => self.mark_completed(&ctx.state, cluster, at).await?,
                 known => {
                     tracing::warn!(%cluster, at = at.seconds, "backup was interrupted by a server stop");
