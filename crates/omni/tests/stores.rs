@@ -420,3 +420,69 @@ async fn per_cluster_stores_default_secondary_validation_and_redaction() {
         "{st}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_runs_per_store_and_drills_fall_back_to_the_secondary() {
+    let etcd = EtcdCluster::start(1).await.unwrap();
+    for i in 0..20 {
+        etcd.put(format!("/k/{i}"), format!("v{i}")).await.unwrap();
+    }
+    let bins = omni_testkit::etcd_bins().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let offsite = dir.path().join("offsite");
+    let omni = Omni::start(&[
+        "--etcd-backup-tick",
+        "1s",
+        "--etcd-backup-retry-backoff",
+        "1s",
+        "--etcd-bin",
+        path_str(&bins.etcd),
+        "--etcdutl-bin",
+        path_str(&bins.etcdutl),
+        "--etcd-backup-drill-dir",
+        path_str(&dir.path().join("drills")),
+    ])
+    .await;
+    let out = omni.apply_yaml(&local_store_yaml("offsite", &offsite));
+    assert!(out.status.success(), "{}", stderr(&out));
+    register_members(&omni, "c", &etcd);
+    let conf = "    secondarystore: offsite\n    keeplast: 2\n";
+    assert!(omni.apply_yaml(&cluster_yaml("c", conf)).status.success());
+
+    // Three backups, keep the last two: in each store.
+    for _ in 0..3 {
+        backup_now(&omni, "c").await;
+    }
+    let primary = omni.data_dir().join("backups");
+    eventually("two backups in each store", || {
+        let b = backups(&omni, "c");
+        (objects(&primary).len() == 2
+            && objects(&offsite).len() == 2
+            && b.len() == 2
+            && b.iter().all(|(_, s)| s == &["default", "offsite"]))
+        .then_some(())
+    })
+    .await;
+
+    // The primary's newest copy is damaged; the drill restores the secondary's.
+    let newest = backups(&omni, "c").remove(0).0;
+    let object = objects(&primary).remove(0);
+    let mut bytes = std::fs::read(&object).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&object, bytes).unwrap();
+    let with_drill = format!("{conf}    restoredrill: true\n");
+    assert!(omni
+        .apply_yaml(&cluster_yaml("c", &with_drill))
+        .status
+        .success());
+    let st = eventually("the drill", || {
+        let out = omni.ctl(&["get", "etcdbackupdrillstatus", "c", "-o", "json"]);
+        let s = serde_json::from_str::<Value>(&stdout(&out)).ok()?["spec"].clone();
+        (s["backup"] == newest.as_str() && (s["status"] == 1 || s["status"] == 2)).then_some(s)
+    })
+    .await;
+    assert_eq!(st["status"], 1, "{st}");
+    assert_eq!(st["store"], "offsite", "{st}");
+    assert_eq!(st["keys"], 20, "{st}");
+}

@@ -246,6 +246,8 @@ impl Controller for EtcdBackupRetentionController {
             Input::by_id(EtcdBackupStatusSpec::TYPE),
             Input::by_id(EtcdManualBackupSpec::TYPE),
             Input::by_id(BackupDataSpec::TYPE),
+            // A copy landed in the secondary store: its retention is due.
+            Input::by_id(omni_resources::specs::backup_store::EtcdBackupCopyStatusSpec::TYPE),
         ]
     }
 
