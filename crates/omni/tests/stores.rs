@@ -485,4 +485,15 @@ async fn retention_runs_per_store_and_drills_fall_back_to_the_secondary() {
     assert_eq!(st["status"], 1, "{st}");
     assert_eq!(st["store"], "offsite", "{st}");
     assert_eq!(st["keys"], 20, "{st}");
+
+    // A copy cut short by a killed server leaves a temp file in a named
+    // local store (never listed); the next start removes it.
+    let cluster_dir = objects(&offsite)[0].parent().unwrap().to_path_buf();
+    let temp = cluster_dir.join(".tmp-cutcopy.partial");
+    std::fs::write(&temp, b"half a copy").unwrap();
+    let mut omni = omni;
+    omni.kill9();
+    omni.start_again().await;
+    eventually("the temp file removed", || (!temp.exists()).then_some(())).await;
+    assert_eq!(backups(&omni, "c").len(), 2);
 }

@@ -29,10 +29,17 @@ impl EtcdBackupController {
             return Ok(());
         }
         let store = self.stores.current().ok();
-        if let Some(store) = &store {
+        // The default store, and the named local ones (backups and copies).
+        let mut local = Vec::from_iter(store.clone());
+        for name in self.stores.local_names(&ctx.state).await? {
+            if let Ok(s) = self.stores.named(&ctx.state, &name).await {
+                local.push(s);
+            }
+        }
+        for store in &local {
             match store.remove_incomplete().await {
                 Ok(removed) if removed.is_empty() => {}
-                Ok(removed) => tracing::info!(files = ?removed,
+                Ok(removed) => tracing::info!(files = ?removed, location = %store.location(),
                     "removed temp files of backups cut short by a server stop"),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot remove temp files of cut-short backups")

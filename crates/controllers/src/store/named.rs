@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use omni_backup::BackupStore;
 use omni_resources::specs::backup_store::{EtcdBackupStoreSpec, DEFAULT_STORE};
 use omni_resources::specs::cluster::ClusterSpec;
+use omni_resources::specs::Kind;
 use omni_resources::NS_DEFAULT;
 use omni_state::State;
 
@@ -109,6 +110,21 @@ impl Stores {
             .await?
             .map(|(_, s)| s);
         Ok(self.for_cluster(state, spec.as_ref()).await)
+    }
+
+    /// Names of the named stores that are local directories.
+    pub async fn local_names(&self, state: &State) -> Result<Vec<String>, omni_state::StateError> {
+        let all = state
+            .list(NS_DEFAULT, EtcdBackupStoreSpec::TYPE, &Default::default())
+            .await?;
+        Ok(all
+            .into_iter()
+            .filter(|r| {
+                r.spec_as::<EtcdBackupStoreSpec>()
+                    .is_ok_and(|s| s.local.is_some())
+            })
+            .map(|r| r.metadata.id)
+            .collect())
     }
 
     fn built(&self) -> std::sync::MutexGuard<'_, Built> {
