@@ -257,6 +257,22 @@ async fn copies_survive_a_killed_secondary_and_reads_fall_back() {
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["store"], "offsite", "{v}");
     assert_eq!(v["failedcopies"][0]["store"], "main", "{v}");
+    let o = omni.ctl(&[
+        "etcd-backup",
+        "verify",
+        "--cluster",
+        "c",
+        "--snapshot",
+        &newest,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("is intact"), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("the copy in store \"main\" failed its check")
+            && err.contains("the copy in store \"offsite\" is intact"),
+        "{err}"
+    );
     let out = omni.dir.path().join("newest.db");
     let o = download(&omni, "c", &newest, &out);
     assert!(o.status.success(), "{}", stderr(&o));
