@@ -8,6 +8,7 @@ use omni_resources::kinds::{TypeInfo, Writer};
 use omni_resources::meta::ResourceKey;
 use omni_resources::specs::alert::AlertReceiverSpec;
 use omni_resources::specs::backup::{EtcdBackupS3ConfigSpec, S3_CONFIG_ID};
+use omni_resources::specs::backup_store::{EtcdBackupStoreSpec, DEFAULT_STORE};
 use omni_resources::specs::Kind;
 use omni_resources::validate::{validate_id, validate_labels};
 use omni_resources::Resource;
@@ -52,6 +53,11 @@ pub(crate) fn prepare(
         )));
     }
     validate_id(&m.id)?;
+    if info.name == EtcdBackupStoreSpec::TYPE && m.id == DEFAULT_STORE {
+        return Err(ApiError::Invalid(format!(
+            "metadata.id: {DEFAULT_STORE:?} is the server's own store (--etcd-backup-s3 or --etcd-backup-local-path); choose another name"
+        )));
+    }
     if info.name == EtcdBackupS3ConfigSpec::TYPE && m.id != S3_CONFIG_ID {
         return Err(ApiError::Invalid(format!(
             "metadata.id: the S3 configuration must be named {S3_CONFIG_ID:?}"
@@ -85,7 +91,7 @@ fn authorize_write(caller: &Caller, info: &TypeInfo) -> Result<(), ApiError> {
             )))
         }
     }
-    if info.name == EtcdBackupS3ConfigSpec::TYPE {
+    if info.name == EtcdBackupS3ConfigSpec::TYPE || info.name == EtcdBackupStoreSpec::TYPE {
         caller.require(Role::Admin, "changing the backup store configuration")
     } else if info.name == AlertReceiverSpec::TYPE {
         // Receivers hold secrets and point the server's requests somewhere.

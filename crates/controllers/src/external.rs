@@ -3,10 +3,9 @@
 use async_trait::async_trait;
 use omni_api::hooks::ExternalSource;
 use omni_api::ApiError;
-use omni_backup::keys::candidate_keys;
 use omni_backup::BackupObject;
 use omni_resources::meta::ResourceKey;
-use omni_resources::specs::backup::EtcdBackupSpec;
+use omni_resources::specs::backup::{BackupDataSpec, EtcdBackupSpec};
 use omni_resources::specs::cluster::ClusterSpec;
 use omni_resources::specs::Kind;
 use omni_resources::{
@@ -16,18 +15,24 @@ use omni_state::State;
 
 use crate::backup::data;
 use crate::store::Stores;
+use copies::list_all;
+pub use copies::Copy;
+
+#[path = "external_copies.rs"]
+mod copies;
 
 pub struct EtcdBackupSource {
     pub state: State,
     pub stores: Stores,
 }
 
-/// The resource for one stored backup.
-pub fn backup_resource(cluster: &str, obj: &BackupObject) -> Resource {
+/// The resource for one stored backup, held by `stores` (primary first).
+pub fn backup_resource(cluster: &str, obj: &BackupObject, stores: Vec<String>) -> Resource {
     let spec = EtcdBackupSpec {
         createdat: Timestamp::from_unix(obj.created_at_unix),
         snapshot: obj.key.rsplit('/').next().unwrap_or(&obj.key).to_string(),
         size: obj.size,
+        stores,
     };
     let id = format!("{cluster}-{}", obj.created_at_unix);
     let mut r = Resource::from_spec(EtcdBackupSpec::TYPE, NS_EXTERNAL, &id, &spec);
@@ -85,37 +90,15 @@ pub fn cluster_of(selector: &LabelSelector) -> Result<&str, ApiError> {
 }
 
 impl EtcdBackupSource {
-    /// The object key of a backup ID, checked against the store: the
-    /// reference's spelling, else the one earlier versions wrote.
+    /// The object key of a backup ID and the store of its first copy (see
+    /// [`EtcdBackupSource::copies`]).
     pub async fn locate(
         &self,
         id: &str,
-    ) -> Result<
-        (
-            String,
-            omni_resources::specs::backup::BackupDataSpec,
-            omni_backup::BackupStore,
-        ),
-        ApiError,
-    > {
-        let (cluster, secs) = parse_backup_id(id)?;
-        let not_found = || ApiError::NotFound(format!("etcd backup {id:?} doesn't exist"));
-        let data = data::find(&self.state, cluster)
-            .await?
-            .ok_or_else(not_found)?;
-        let store = self.stores.current().map_err(ApiError::Unavailable)?;
-        let keys = candidate_keys(&data.clusteruuid, secs)
-            .map_err(|e| ApiError::Invalid(e.to_string()))?;
-        for key in keys {
-            if store
-                .exists(&key)
-                .await
-                .map_err(|e| ApiError::Unavailable(e.to_string()))?
-            {
-                return Ok((key, data, store));
-            }
-        }
-        Err(not_found())
+    ) -> Result<(String, BackupDataSpec, omni_backup::BackupStore), ApiError> {
+        let (data, mut copies) = self.copies(id).await?;
+        let first = copies.remove(0);
+        Ok((first.key, data, first.store))
     }
 }
 
@@ -133,38 +116,42 @@ impl ExternalSource for EtcdBackupSource {
             }
             return Ok(Vec::new());
         };
-        let store = self.stores.current().map_err(ApiError::Unavailable)?;
-        let objects = store
-            .list(&data.clusteruuid)
-            .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        Ok(objects
-            .iter()
-            .map(|o| backup_resource(cluster, o))
+        let stores = self.stores.of_cluster(&self.state, cluster).await?;
+        let listed = list_all(&stores, &data.clusteruuid).await?;
+        Ok(listed
+            .into_iter()
+            .map(|(o, names)| backup_resource(cluster, &o, names))
             .filter(|r| selector.matches(&r.metadata.labels))
             .collect())
     }
 
     async fn get(&self, _kind: &str, id: &str) -> Result<Resource, ApiError> {
         let (cluster, secs) = parse_backup_id(id)?;
-        let (key, data, store) = self.locate(id).await?;
-        let objects = store
+        let (data, copies) = self.copies(id).await?;
+        let first = &copies[0];
+        let objects = first
+            .store
             .list(&data.clusteruuid)
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         let obj = objects
             .into_iter()
-            .find(|o| o.key == key && o.created_at_unix == secs)
+            .find(|o| o.key == first.key && o.created_at_unix == secs)
             .ok_or_else(|| ApiError::NotFound(format!("etcd backup {id:?} doesn't exist")))?;
-        Ok(backup_resource(cluster, &obj))
+        let names = copies.iter().map(|c| c.name.clone()).collect();
+        Ok(backup_resource(cluster, &obj, names))
     }
 
+    /// Deletes every copy.
     async fn delete(&self, _kind: &str, id: &str) -> Result<(), ApiError> {
-        let (key, _, store) = self.locate(id).await?;
-        store
-            .delete(&key)
-            .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))
+        let (_, copies) = self.copies(id).await?;
+        for c in copies {
+            c.store
+                .delete(&c.key)
+                .await
+                .map_err(|e| ApiError::Unavailable(format!("store {:?}: {e}", c.name)))?;
+        }
+        Ok(())
     }
 }
 

@@ -16,6 +16,9 @@ use omni_controllers::backup::data::identity_secret;
 use omni_controllers::external::EtcdBackupSource;
 use tokio_util::io::ReaderStream;
 
+/// Names the store whose copy a download reads.
+const STORE_HEADER: &str = "x-omni-backup-store";
+
 #[derive(Clone)]
 struct Ctx {
     api: Api,
@@ -40,10 +43,13 @@ async fn snapshot(
 ) -> Result<Response, ApiError> {
     let caller = ctx.api.caller(&headers).await?;
     caller.require(Role::Operator, "downloading backups")?;
-    let (key, data, store) = ctx.source.locate(&id).await?;
+    let (_, data, _) = ctx.source.locate(&id).await?;
     let identity = parse_identity(&identity_secret(&data))
         .map_err(|e| ApiError::Internal(format!("backup key of cluster is unusable: {e}")))?;
-    tracing::info!(backup = %id, token = %caller.token_id, "snapshot download");
+    // Of several copies, one that reads intact (primary first).
+    let copy = ctx.source.choose(&id, &identity).await?;
+    let (key, store, store_name) = (copy.key, copy.store, copy.name);
+    tracing::info!(backup = %id, store = %store_name, token = %caller.token_id, "snapshot download");
     let (mut writer, reader) = tokio::io::duplex(256 * 1024);
     let task = tokio::spawn(async move {
         let r = omni_backup::download(&store, &key, &identity, &mut writer).await;
@@ -63,6 +69,7 @@ async fn snapshot(
     let body = Body::from_stream(ReaderStream::new(reader).chain(tail));
     Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(STORE_HEADER, store_name)
         .body(body)
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
@@ -76,7 +83,12 @@ async fn object(
 ) -> Result<Response, ApiError> {
     let caller = ctx.api.caller(&headers).await?;
     caller.require(Role::Admin, "downloading encrypted backup objects")?;
-    let (key, _, store) = ctx.source.locate(&id).await?;
+    let (_, copies) = ctx.source.copies(&id).await?;
+    let copy = copies
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::NotFound(id.clone()))?;
+    let (key, store, store_name) = (copy.key, copy.store, copy.name);
     let stream = store
         .get_stream(&key)
         .await
@@ -84,6 +96,7 @@ async fn object(
         .map(|r| r.map_err(|e| std::io::Error::other(e.to_string())));
     Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(STORE_HEADER, store_name)
         .body(Body::from_stream(stream))
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
@@ -97,15 +110,30 @@ async fn verify(
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let caller = ctx.api.caller(&headers).await?;
     caller.require(Role::Operator, "verifying backups")?;
-    let (key, data, store) = ctx.source.locate(&id).await?;
+    let (_, data, _) = ctx.source.locate(&id).await?;
     let identity = parse_identity(&identity_secret(&data))
         .map_err(|e| ApiError::Internal(format!("backup key of cluster is unusable: {e}")))?;
-    let mut sink = tokio::io::sink();
-    let answer = match omni_backup::download(&store, &key, &identity, &mut sink).await {
-        Ok(info) => {
-            serde_json::json!({"id": id, "ok": true, "bytes": info.bytes, "sha256": info.sha256})
-        }
-        Err(e) => serde_json::json!({"id": id, "ok": false, "error": e.to_string()}),
+    // Copies in order until one is intact; earlier ones are reported.
+    let checks = ctx.source.check_copies(&id, &identity).await?;
+    let failed: Vec<serde_json::Value> = checks
+        .iter()
+        .filter_map(|c| {
+            c.result
+                .as_ref()
+                .err()
+                .map(|e| serde_json::json!({"store": c.copy.name, "error": e}))
+        })
+        .collect();
+    let answer = match checks.last() {
+        Some(c) => match &c.result {
+            Ok(info) => {
+                serde_json::json!({"id": id, "ok": true, "bytes": info.bytes, "sha256": info.sha256, "store": c.copy.name, "failedcopies": failed})
+            }
+            Err(e) => {
+                serde_json::json!({"id": id, "ok": false, "error": e, "store": c.copy.name, "failedcopies": failed})
+            }
+        },
+        None => serde_json::json!({"id": id, "ok": false, "error": "no copy found"}),
     };
     Ok(axum::Json(answer))
 }

@@ -38,6 +38,10 @@ pub struct Flags {
     /// Keep backups in this directory (default: <data-dir>/backups).
     #[arg(long)]
     pub etcd_backup_local_path: Option<PathBuf>,
+    /// Copy every backup of clusters that name no secondary store to the
+    /// EtcdBackupStores resource of this name.
+    #[arg(long)]
+    pub etcd_backup_secondary_store: Option<String>,
     /// Shortest automatic backup interval accepted (Go duration).
     #[arg(long)]
     pub etcd_backup_min_interval: Option<String>,
@@ -141,6 +145,7 @@ pub struct FileConfig {
     pub leader_lease_ttl: Option<String>,
     pub etcd_backup_s3: Option<bool>,
     pub etcd_backup_local_path: Option<PathBuf>,
+    pub etcd_backup_secondary_store: Option<String>,
     pub etcd_backup_min_interval: Option<String>,
     pub etcd_backup_max_interval: Option<String>,
     pub etcd_backup_jitter: Option<String>,
@@ -190,6 +195,8 @@ pub struct Config {
     pub bind: SocketAddr,
     pub state: StateKind,
     pub store: Store,
+    /// `--etcd-backup-secondary-store`.
+    pub secondary_store: Option<String>,
     pub min_interval: Duration,
     pub max_interval: Duration,
     pub jitter: Duration,
@@ -251,6 +258,17 @@ impl Config {
             (false, Some(p)) => Store::Local(p),
             (false, None) => Store::Local(data_dir.join("backups")),
         };
+        let secondary_store = flags
+            .etcd_backup_secondary_store
+            .or(file.etcd_backup_secondary_store)
+            .filter(|s| !s.is_empty());
+        if let Some(name) = &secondary_store {
+            omni_resources::validate::validate_id(name)
+                .with_context(|| format!("--etcd-backup-secondary-store {name:?}"))?;
+            if name == omni_resources::specs::backup_store::DEFAULT_STORE {
+                bail!("--etcd-backup-secondary-store: {name:?} is the primary store; name an EtcdBackupStores resource");
+            }
+        }
         let min_interval = duration(
             "etcd-backup-min-interval",
             flags
@@ -335,6 +353,7 @@ impl Config {
             transport,
             state,
             store,
+            secondary_store,
             min_interval,
             max_interval,
             jitter: duration(

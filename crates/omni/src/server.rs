@@ -42,7 +42,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Store::S3 => StoreChoice::S3,
         Store::Local(dir) => StoreChoice::Local(dir.clone()),
     };
-    let stores = Stores::new(choice).context("opening the backup store")?;
+    let stores = Stores::new(choice)
+        .context("opening the backup store")?
+        .with_default_secondary(config.secondary_store.clone());
     let health = Arc::new(omni_runtime::Health::default());
     let scheme = match config.transport {
         crate::listener::Transport::Tls { .. } => "https",
@@ -103,8 +105,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         runtime.register(Arc::new(
             omni_controllers::drill::EtcdBackupDrillController::new(
                 stores.clone(),
-                leases,
+                leases.clone(),
                 config.drill.clone(),
+            ),
+        ))?;
+        runtime.register(Arc::new(
+            omni_controllers::store::copy::EtcdBackupCopyController::new(
+                stores.clone(),
+                leases,
+                omni_controllers::store::copy::CopySettings {
+                    backoff: config.retry_backoff,
+                    ..Default::default()
+                },
             ),
         ))?;
         // Shared across leadership terms: its in-flight deliveries too.
@@ -129,6 +141,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
     )
     .with_admission(EtcdBackupS3ConfigSpec::TYPE, Arc::new(S3ConfigAdmission))
+    .with_admission(
+        omni_resources::specs::backup_store::EtcdBackupStoreSpec::TYPE,
+        Arc::new(omni_controllers::admission::StoreAdmission),
+    )
     .with_external(EtcdBackupSpec::TYPE, source.clone())
     .with_shutdown(cancel.clone());
     let ready = api.readiness();

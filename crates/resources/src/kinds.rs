@@ -160,9 +160,18 @@ impl TypeInfo {
                 *v = Value::String("<redacted>".into());
             }
         }
-        if let Value::Object(map) = spec {
-            for field in self.secret_fields {
-                match map.get_mut(*field) {
+        for field in self.secret_fields {
+            // `a.b` names field `b` of the object in field `a`.
+            let (parents, last) = match field.rsplit_once('.') {
+                Some((p, l)) => (Some(p), l),
+                None => (None, *field),
+            };
+            let mut obj = Some(&mut *spec);
+            for part in parents.into_iter().flat_map(|p| p.split('.')) {
+                obj = obj.and_then(|v| v.get_mut(part));
+            }
+            if let Some(Value::Object(map)) = obj {
+                match map.get_mut(last) {
                     Some(Value::Object(inner)) => inner.values_mut().for_each(blank),
                     Some(v) => blank(v),
                     None => {}
@@ -177,10 +186,13 @@ pub fn registry() -> &'static [TypeInfo] {
     static REGISTRY: OnceLock<Vec<TypeInfo>> = OnceLock::new();
     REGISTRY.get_or_init(|| {
         use specs::{
-            alert, auth, backup, backup_drill, backup_retention, backup_upload, cluster, machine,
+            alert, auth, backup, backup_drill, backup_retention, backup_store, backup_upload,
+            cluster, machine,
         };
         vec![
             TypeInfo::of::<backup::EtcdBackupS3ConfigSpec>(),
+            TypeInfo::of::<backup_store::EtcdBackupStoreSpec>(),
+            TypeInfo::of::<backup_store::EtcdBackupCopyStatusSpec>(),
             TypeInfo::of::<backup::EtcdManualBackupSpec>(),
             TypeInfo::of::<backup::EtcdBackupStatusSpec>(),
             TypeInfo::of::<backup::EtcdBackupOverallStatusSpec>(),

@@ -71,6 +71,9 @@ pub struct ClusterTemplate {
     /// `features.backupConfiguration.restoreDrill`: `true`, `false`, or a
     /// schedule of its own.
     pub restore_drill: RestoreDrill,
+    /// `features.backupConfiguration.store` and `.secondaryStore`.
+    pub backup_store: Option<String>,
+    pub backup_secondary_store: Option<String>,
 }
 
 /// A `kind: ControlPlane` or `kind: Workers` document.

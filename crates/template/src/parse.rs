@@ -73,6 +73,10 @@ struct RawBackup {
     /// `true`, `false` or `{schedule | interval, timezone}`.
     #[serde(default)]
     restore_drill: Option<Value>,
+    #[serde(default)]
+    store: Option<String>,
+    #[serde(default)]
+    secondary_store: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -283,6 +287,8 @@ fn parse_cluster(doc: &mut Doc<'_>, value: Value) -> Option<ClusterTemplate> {
     let mut backup_timezone = None;
     let mut backup_retention = RetentionPolicy::default();
     let mut restore_drill = RestoreDrill::Off;
+    let mut backup_store = None;
+    let mut backup_secondary_store = None;
     if let Some(backup) = raw.features.backup_configuration {
         let base = "features.backupConfiguration";
         backup_interval = cadence(
@@ -295,7 +301,8 @@ fn parse_cluster(doc: &mut Doc<'_>, value: Value) -> Option<ClusterTemplate> {
         backup_schedule = backup.schedule.clone();
         backup_timezone = backup.timezone.clone();
         backup_retention = retention(doc, &backup);
-        restore_drill = drill(doc, backup.restore_drill);
+        restore_drill = drill(doc, backup.restore_drill.clone());
+        (backup_store, backup_secondary_store) = stores(doc, &backup);
     }
     (doc.problems.len() == before).then_some(ClusterTemplate {
         document: doc.number,
@@ -309,7 +316,33 @@ fn parse_cluster(doc: &mut Doc<'_>, value: Value) -> Option<ClusterTemplate> {
         backup_timezone,
         backup_retention,
         restore_drill,
+        backup_store,
+        backup_secondary_store,
     })
+}
+
+/// `store` and `secondaryStore`: store names, the secondary another one.
+fn stores(doc: &mut Doc<'_>, backup: &RawBackup) -> (Option<String>, Option<String>) {
+    use omni_resources::specs::backup_store::{check_store_name, DEFAULT_STORE};
+    let base = "features.backupConfiguration";
+    for (name, value) in [
+        ("store", &backup.store),
+        ("secondaryStore", &backup.secondary_store),
+    ] {
+        if let Some(v) = value {
+            if let Err(e) = check_store_name(&format!("{base}.{name}"), v) {
+                doc.problem(e.field, e.message);
+            }
+        }
+    }
+    let primary = backup.store.as_deref().unwrap_or(DEFAULT_STORE);
+    if backup.secondary_store.as_deref() == Some(primary) {
+        doc.problem(
+            format!("{base}.secondaryStore"),
+            format!("must differ from the primary store {primary:?}"),
+        );
+    }
+    (backup.store.clone(), backup.secondary_store.clone())
 }
 
 /// Checks an `interval` / `schedule` / `timezone` trio under `base`: at

@@ -40,6 +40,8 @@ impl Template {
             keepweekly: r.keepweekly.into(),
             keepmonthly: r.keepmonthly.into(),
             restoredrill: c.restore_drill.clone(),
+            store: c.backup_store.clone(),
+            secondarystore: c.backup_secondary_store.clone(),
         };
         spec.backupconfiguration = (conf != BackupConfiguration::default()).then_some(conf);
         spec

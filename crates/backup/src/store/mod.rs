@@ -1,5 +1,6 @@
 //! The backup store: one interface over a local directory or an S3 bucket.
 
+mod copy;
 mod error;
 mod journal;
 mod remote;

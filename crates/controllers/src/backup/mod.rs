@@ -135,7 +135,13 @@ impl EtcdBackupController {
         if let Some(t) = known.max(from_status) {
             return Ok(Some(t));
         }
-        let store = self.stores.current()?;
+        let store = self
+            .stores
+            .of_cluster(state, cluster)
+            .await
+            .map_err(|e| e.to_string())?
+            .primary
+            .store?;
         let Some(data) = data::find(state, cluster)
             .await
             .map_err(|e| e.to_string())?
@@ -166,6 +172,8 @@ impl Controller for EtcdBackupController {
         vec![
             Input::by_id(ClusterSpec::TYPE),
             Input::by_id(EtcdManualBackupSpec::TYPE),
+            // Rare: a named store was added or changed.
+            Input::every_key(omni_resources::specs::backup_store::EtcdBackupStoreSpec::TYPE),
             // A drill proves a backup restorable: the status says so.
             Input::by_id(omni_resources::specs::backup_drill::EtcdBackupDrillStatusSpec::TYPE),
             Input::by_label(ClusterMachineSpec::TYPE, LABEL_CLUSTER),

@@ -29,10 +29,17 @@ impl EtcdBackupController {
             return Ok(());
         }
         let store = self.stores.current().ok();
-        if let Some(store) = &store {
+        // The default store, and the named local ones (backups and copies).
+        let mut local = Vec::from_iter(store.clone());
+        for name in self.stores.local_names(&ctx.state).await? {
+            if let Ok(s) = self.stores.named(&ctx.state, &name).await {
+                local.push(s);
+            }
+        }
+        for store in &local {
             match store.remove_incomplete().await {
                 Ok(removed) if removed.is_empty() => {}
-                Ok(removed) => tracing::info!(files = ?removed,
+                Ok(removed) => tracing::info!(files = ?removed, location = %store.location(),
                     "removed temp files of backups cut short by a server stop"),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot remove temp files of cut-short backups")
@@ -56,7 +63,8 @@ impl EtcdBackupController {
             }
             let cluster = r.metadata.id.as_str();
             let at = spec.lastbackupattempt;
-            match stored(&ctx.state, store.as_ref(), cluster, at).await {
+            let primary = self.stores.of_cluster(&ctx.state, cluster).await?.primary;
+            match stored(&ctx.state, primary.store.ok().as_ref(), cluster, at).await {
                 Some(true) => self.mark_completed(&ctx.state, cluster, at).await?,
                 known => {
                     tracing::warn!(%cluster, at = at.seconds, "backup was interrupted by a server stop");

@@ -38,7 +38,8 @@ impl EtcdBackupController {
         if ctx.cancel.is_cancelled() {
             return Ok(Started::No);
         }
-        let store = match self.stores.current() {
+        let stores = self.stores.of_cluster(&ctx.state, cluster).await?;
+        let store = match stores.primary.store {
             Ok(s) => s,
             Err(e) => {
                 if !automatic {

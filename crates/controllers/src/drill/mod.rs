@@ -66,7 +66,8 @@ struct Due {
     backup: String,
     key: String,
     data: omni_resources::specs::backup::BackupDataSpec,
-    store: omni_backup::BackupStore,
+    /// The stores to read from, in order (primary, secondary).
+    copies: Vec<(String, omni_backup::BackupStore)>,
 }
 
 impl EtcdBackupDrillController {
@@ -152,12 +153,31 @@ impl EtcdBackupDrillController {
         let Some(data) = data::find(&ctx.state, name).await? else {
             return Ok(Next::Idle);
         };
-        let Ok(store) = self.stores.current() else {
+        let spec = cluster.spec_as::<omni_resources::specs::cluster::ClusterSpec>()?;
+        let stores = self.stores.for_cluster(&ctx.state, Some(&spec)).await;
+        let copies: Vec<(String, omni_backup::BackupStore)> = stores
+            .all()
+            .filter_map(|n| Some((n.name.clone(), n.store.clone().ok()?)))
+            .collect();
+        let mut newest = None;
+        let mut failed = None;
+        for (_, store) in &copies {
+            match store.list(&data.clusteruuid).await {
+                Ok(list) => {
+                    newest = list.into_iter().next();
+                    failed = None;
+                    break;
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e.into()); // retried with the runtime's backoff
+        }
+        let Some(newest) = newest else {
             return Ok(Next::Idle);
         };
-        let Some(newest) = store.list(&data.clusteruuid).await?.into_iter().next() else {
-            return Ok(Next::Idle);
-        };
+
         let backup = backup_id(name, newest.created_at_unix);
         // After each backup: once per backup (ok or not: no retry loop).
         // On a schedule: the newest backup again, however often drilled.
@@ -169,7 +189,7 @@ impl EtcdBackupDrillController {
             backup,
             key: newest.key,
             data,
-            store,
+            copies,
         })))
     }
 
@@ -207,9 +227,9 @@ impl EtcdBackupDrillController {
             drop(lease);
             let took = clock.elapsed();
             match &result {
-                Ok(r) => {
+                Ok((r, store)) => {
                     tracing::info!(cluster = %due.cluster, backup = %due.backup, keys = r.keys,
-                    revision = r.revision, db_size = r.db_size, took = ?took, "restore drill ok")
+                    revision = r.revision, db_size = r.db_size, took = ?took, %store, "restore drill ok")
                 }
                 Err(e) => {
                     tracing::warn!(cluster = %due.cluster, backup = %due.backup, error = %e, "restore drill failed")
@@ -219,9 +239,12 @@ impl EtcdBackupDrillController {
                 s.duration = ProtoDuration::from_std(took);
                 s.finishedat = Timestamp::now();
                 match &result {
-                    Ok(r) => {
+                    Ok((r, store)) => {
                         s.status = status::OK;
                         s.error.clear();
+                        if due.copies.len() > 1 {
+                            s.store = store.clone();
+                        }
                         s.keys = r.keys;
                         s.revision = r.revision;
                         s.dbsize = r.db_size;
@@ -250,10 +273,27 @@ impl EtcdBackupDrillController {
     }
 }
 
-async fn drill_one(due: &Due, settings: &DrillSettings) -> Result<DrillReport, DrillError> {
+/// Drills the first copy that downloads intact; returns the store used.
+async fn drill_one(
+    due: &Due,
+    settings: &DrillSettings,
+) -> Result<(DrillReport, String), DrillError> {
     let identity = parse_identity(&data::identity_secret(&due.data))
         .map_err(|e| DrillError::Check(format!("backup key of the cluster is unusable: {e}")))?;
-    run::drill(&due.store, &due.key, &identity, settings).await
+    let mut result = Err(DrillError::Check("no store holds the backup".into()));
+    for (name, store) in &due.copies {
+        result = run::drill(store, &due.key, &identity, settings)
+            .await
+            .map(|r| (r, name.clone()));
+        match &result {
+            // Only a copy that is missing or broken is worth another try.
+            Err(DrillError::Download(e)) if due.copies.len() > 1 => {
+                tracing::warn!(cluster = %due.cluster, store = %name, error = %e, "drill: copy unusable; trying the next store");
+            }
+            _ => break,
+        }
+    }
+    result
 }
 
 async fn list(state: &State, kind: &str, ns: &str) -> Result<Vec<Resource>, BoxError> {

@@ -96,7 +96,8 @@ impl EtcdBackupRetentionController {
             tracing::debug!(cluster = name, "retention waits for the running backup");
             return Ok(());
         }
-        let Ok(store) = self.stores.current() else {
+        let stores = self.stores.for_cluster(&ctx.state, Some(&spec)).await;
+        let Ok(store) = stores.primary.store.clone() else {
             return Ok(()); // no store yet; the periodic run retries
         };
         let (policy, policy_source) = self.effective_policy(&spec);
@@ -136,31 +137,25 @@ impl EtcdBackupRetentionController {
         let pinned: HashSet<i64> = marks.kept.iter().copied().collect();
 
         let now = Timestamp::now();
-        let mut deleted = Vec::new();
-        let mut errors = Vec::new();
-        let newest = objects.first().map(|o| o.key.clone());
-        for decision in plan(&times, &policy, &pinned) {
-            if decision.keep() {
-                continue;
-            }
-            let Some(obj) = objects.iter().find(|o| o.created_at_unix == decision.at) else {
-                continue;
+        let (deleted, mut errors) = self
+            .prune(&store, name, &objects, &policy, &pinned, now)
+            .await;
+        // The secondary store gets the same policy and keep marks, applied
+        // to its own listing; the status counts the primary's backups.
+        if let Some(secondary) = &stores.secondary {
+            let pruned = match &secondary.store {
+                Ok(to) => match to.list(&data.clusteruuid).await {
+                    Ok(copies) => Ok(self.prune(to, name, &copies, &policy, &pinned, now).await.1),
+                    Err(e) => Err(format!("listing backups: {e}")),
+                },
+                Err(e) => Err(e.clone()),
             };
-            // Belt and braces: the plan always keeps the newest.
-            if Some(&obj.key) == newest.as_ref() || self.leases.is_leased(&obj.key) {
-                continue;
-            }
-            let id = backup_id(name, obj.created_at_unix);
-            match store.delete(&obj.key).await {
-                Ok(()) => {
-                    tracing::info!(cluster = name, backup = %id, policy = %policy, "retention deleted backup");
-                    deleted.push(DeletedBackup {
-                        id,
-                        createdat: Timestamp::from_unix(obj.created_at_unix),
-                        deletedat: now,
-                    });
-                }
-                Err(e) => errors.push(format!("deleting {id}: {e}")),
+            match pruned {
+                Ok(errs) => errors.extend(
+                    errs.into_iter()
+                        .map(|e| format!("store {:?}: {e}", secondary.name)),
+                ),
+                Err(e) => errors.push(format!("store {:?}: {e}", secondary.name)),
             }
         }
         let left = (objects.len() - deleted.len()) as u32;
@@ -182,6 +177,48 @@ impl EtcdBackupRetentionController {
             s.error = error.clone();
         })
         .await
+    }
+
+    /// Deletes what the plan does not keep of `objects` (one store's
+    /// listing, newest first). Returns what was deleted and the errors.
+    async fn prune(
+        &self,
+        store: &omni_backup::BackupStore,
+        name: &str,
+        objects: &[omni_backup::BackupObject],
+        policy: &RetentionPolicy,
+        pinned: &HashSet<i64>,
+        now: Timestamp,
+    ) -> (Vec<DeletedBackup>, Vec<String>) {
+        let times: Vec<i64> = objects.iter().map(|o| o.created_at_unix).collect();
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        let newest = objects.first().map(|o| o.key.clone());
+        for decision in plan(&times, policy, pinned) {
+            if decision.keep() {
+                continue;
+            }
+            let Some(obj) = objects.iter().find(|o| o.created_at_unix == decision.at) else {
+                continue;
+            };
+            // Belt and braces: the plan always keeps the newest.
+            if Some(&obj.key) == newest.as_ref() || self.leases.is_leased(&obj.key) {
+                continue;
+            }
+            let id = backup_id(name, obj.created_at_unix);
+            match store.delete(&obj.key).await {
+                Ok(()) => {
+                    tracing::info!(cluster = name, backup = %id, policy = %policy, location = %store.location(), "retention deleted backup");
+                    deleted.push(DeletedBackup {
+                        id,
+                        createdat: Timestamp::from_unix(obj.created_at_unix),
+                        deletedat: now,
+                    });
+                }
+                Err(e) => errors.push(format!("deleting {id}: {e}")),
+            }
+        }
+        (deleted, errors)
     }
 
     async fn write(
@@ -209,6 +246,8 @@ impl Controller for EtcdBackupRetentionController {
             Input::by_id(EtcdBackupStatusSpec::TYPE),
             Input::by_id(EtcdManualBackupSpec::TYPE),
             Input::by_id(BackupDataSpec::TYPE),
+            // A copy landed in the secondary store: its retention is due.
+            Input::by_id(omni_resources::specs::backup_store::EtcdBackupCopyStatusSpec::TYPE),
         ]
     }
 

@@ -198,6 +198,9 @@ pub struct EtcdBackupSpec {
     pub createdat: Timestamp,
     pub snapshot: String,
     pub size: u64,
+    /// The stores holding a copy, the cluster's primary first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stores: Vec<String>,
 }
 
 impl Kind for EtcdBackupSpec {

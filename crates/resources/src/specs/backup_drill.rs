@@ -27,6 +27,10 @@ pub struct EtcdBackupDrillStatusSpec {
     pub duration: ProtoDuration,
     pub startedat: Timestamp,
     pub finishedat: Timestamp,
+    /// The store whose copy was restored, when the cluster has more than
+    /// one (the secondary's when the primary's copy was missing or broken).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub store: String,
 }
 
 impl Kind for EtcdBackupDrillStatusSpec {

@@ -58,6 +58,16 @@ impl ClusterSpec {
             .is_some_and(|c| !c.restoredrill.is_off())
     }
 
+    /// The names of the cluster's primary store (`default` unless it
+    /// names one) and of its own secondary store, if any.
+    pub fn backup_stores(&self) -> (String, Option<String>) {
+        let conf = self.backupconfiguration.as_ref();
+        let primary = conf
+            .and_then(|c| c.store.clone())
+            .unwrap_or_else(|| super::backup_store::DEFAULT_STORE.to_string());
+        (primary, conf.and_then(|c| c.secondarystore.clone()))
+    }
+
     /// When the cluster's drills run on their own schedule; `None` when
     /// they follow backups or are off.
     pub fn drill_cadence(&self) -> Option<Cadence> {

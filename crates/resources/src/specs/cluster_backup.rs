@@ -43,6 +43,14 @@ pub struct BackupConfiguration {
     /// Restore backups into a throwaway etcd to prove they restore.
     #[serde(skip_serializing_if = "RestoreDrill::is_off")]
     pub restoredrill: RestoreDrill,
+    /// The `EtcdBackupStores` backups go to; the server's store
+    /// (`default`) when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// A store that receives a copy of every backup after it is stored;
+    /// the server's `--etcd-backup-secondary-store` when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secondarystore: Option<String>,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -247,6 +255,7 @@ impl BackupConfiguration {
     /// Every rule of the configuration, first problem first.
     pub(crate) fn check(&self, ctx: &ValidationContext) -> Result<(), ValidationError> {
         self.check_retention()?;
+        self.check_stores()?;
         if let RestoreDrill::Scheduled(d) = &self.restoredrill {
             d.check(ctx)?;
         }
@@ -286,6 +295,30 @@ impl BackupConfiguration {
                 )
             }
         }
+    }
+}
+
+impl BackupConfiguration {
+    fn check_stores(&self) -> Result<(), ValidationError> {
+        use super::backup_store::check_store_name;
+        if let Some(s) = &self.store {
+            check_store_name(&format!("{FIELD}.store"), s)?;
+        }
+        if let Some(s) = &self.secondarystore {
+            let field = format!("{FIELD}.secondarystore");
+            check_store_name(&field, s)?;
+            let primary = self
+                .store
+                .as_deref()
+                .unwrap_or(super::backup_store::DEFAULT_STORE);
+            if s == primary {
+                return Err(ValidationError::field(
+                    field,
+                    format!("must differ from the primary store {primary:?}"),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -263,3 +263,26 @@ fn unset_retention_fields_stay_out_of_the_document() {
     assert!(v["backupconfiguration"].get("keephourly").is_none());
     assert!(spec.restore_drill());
 }
+
+#[test]
+fn store_names_are_checked_and_the_secondary_differs() {
+    let ok = conf(r#"{"store": "fast", "secondarystore": "offsite"}"#);
+    assert!(ok.check(&ValidationContext::default()).is_ok());
+    assert_eq!(ok.backup_stores(), ("fast".into(), Some("offsite".into())));
+    assert_eq!(
+        conf(r#"{"interval": {"seconds": 3600}}"#).backup_stores(),
+        ("default".into(), None)
+    );
+    assert_eq!(
+        err(&conf(r#"{"secondarystore": "default"}"#)),
+        "spec.backupconfiguration.secondarystore: must differ from the primary store \"default\""
+    );
+    assert!(
+        err(&conf(r#"{"store": "a/b"}"#)).starts_with("spec.backupconfiguration.store: store name")
+    );
+    assert!(err(&conf(r#"{"secondarystore": ""}"#))
+        .starts_with("spec.backupconfiguration.secondarystore: store name"));
+    // Unset store fields stay out of the document.
+    let v = serde_json::to_value(conf(r#"{"keeplast": 2}"#)).unwrap();
+    assert!(v["backupconfiguration"].get("store").is_none());
+}

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod backup;
 pub mod backup_drill;
 pub mod backup_retention;
+pub mod backup_store;
 pub mod backup_upload;
 pub mod cluster;
 mod cluster_backup;

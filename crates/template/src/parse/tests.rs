@@ -406,3 +406,29 @@ fn a_drill_takes_its_own_schedule_or_interval() {
         format!("{base}.timezone: only applies to a cron pattern, not to hourly, daily or weekly")
     );
 }
+
+#[test]
+fn backup_stores_reach_the_cluster_spec_and_are_checked() {
+    let t = parse(&seed_with(
+        "    interval: 1h\n",
+        "    interval: 1h\n    store: nas\n    secondaryStore: offsite\n",
+    ))
+    .unwrap();
+    let conf = t.cluster_spec(None).backupconfiguration.unwrap();
+    assert_eq!(conf.store.as_deref(), Some("nas"));
+    assert_eq!(conf.secondarystore.as_deref(), Some("offsite"));
+    let p = one_problem(&seed_with(
+        "    interval: 1h\n",
+        "    interval: 1h\n    secondaryStore: default\n",
+    ));
+    assert!(
+        p.contains("features.backupConfiguration.secondaryStore")
+            && p.contains("must differ from the primary store \"default\""),
+        "{p}"
+    );
+    let p = one_problem(&seed_with(
+        "    interval: 1h\n",
+        "    interval: 1h\n    store: a/b\n",
+    ));
+    assert!(p.contains("features.backupConfiguration.store"), "{p}");
+}

@@ -95,6 +95,19 @@ pub struct Verdict {
     pub sha256: String,
     #[serde(default)]
     pub bytes: u64,
+    /// The store whose copy the verdict is about.
+    #[serde(default)]
+    pub store: String,
+    /// Copies read before it that failed their check.
+    #[serde(default)]
+    pub failedcopies: Vec<FailedCopy>,
+}
+
+/// A copy of a backup that failed the server's check.
+#[derive(Debug, serde::Deserialize)]
+pub struct FailedCopy {
+    pub store: String,
+    pub error: String,
 }
 
 /// Asks the server to read backup `id` end to end.

@@ -60,8 +60,22 @@ async fn verify(ctx: &Context, args: &VerifyArgs, out: &mut dyn Write) -> anyhow
     let verdict = fetch::verify(ctx, &id)
         .await
         .with_context(|| format!("backup {id}"))?;
+    for failed in &verdict.failedcopies {
+        if verdict.ok || failed.store != verdict.store {
+            eprintln!(
+                "warning: backup {id}: the copy in store {:?} failed its check: {}",
+                failed.store, failed.error
+            );
+        }
+    }
     if !verdict.ok {
         bail!("backup {id}: integrity check failed: {}", verdict.error);
+    }
+    if !verdict.failedcopies.is_empty() {
+        eprintln!(
+            "backup {id}: the copy in store {:?} is intact",
+            verdict.store
+        );
     }
     writeln!(
         out,

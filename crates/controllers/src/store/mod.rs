@@ -1,8 +1,13 @@
-//! The backup store chosen at start, and the controller that keeps it
-//! configured and publishes the overall status.
+//! The backup store chosen at start (the `default` store), the named
+//! stores beside it ([`named`]), the copies to a cluster's secondary store
+//! ([`copy`]), and the controller that keeps the default store configured
+//! and publishes the overall status.
+
+pub mod copy;
+pub mod named;
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,6 +43,10 @@ struct Current {
 pub struct Stores {
     choice: StoreChoice,
     current: Arc<RwLock<Current>>,
+    /// Named stores as last built, with the spec they were built from.
+    named: Arc<Mutex<named::Built>>,
+    /// Where copies go for clusters that name no secondary store.
+    default_secondary: Option<String>,
 }
 
 impl Stores {
@@ -55,7 +64,16 @@ impl Stores {
                 failed_attempts: 0,
                 built_from: None,
             })),
+            named: Arc::default(),
+            default_secondary: None,
         })
+    }
+
+    /// Copies every backup of clusters that name no secondary store to the
+    /// store called `name` (`--etcd-backup-secondary-store`).
+    pub fn with_default_secondary(mut self, name: Option<String>) -> Self {
+        self.default_secondary = name.filter(|n| !n.is_empty());
+        self
     }
 
     pub fn name(&self) -> &'static str {
