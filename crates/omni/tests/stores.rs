@@ -130,7 +130,7 @@ async fn copies_survive_a_killed_secondary_and_reads_fall_back() {
             .await
             .unwrap();
     }
-    let main = S3Server::start().await.unwrap();
+    let mut main = S3Server::start().await.unwrap();
     let mut offsite = S3Server::start().await.unwrap();
     let omni = Omni::start(&[
         "--etcd-backup-tick",
@@ -318,6 +318,17 @@ async fn copies_survive_a_killed_secondary_and_reads_fall_back() {
     // The copier does not resurrect it (the primary's copy went too).
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert_eq!(objects(&offsite.bucket_dir()).len(), n - 1);
+
+    // 7. The primary store is down: listing and download use the secondary.
+    main.stop();
+    let listed = backups(&omni, "c");
+    assert_eq!(listed.len(), n - 1, "{listed:?}");
+    assert!(listed.iter().all(|(_, s)| s == &["offsite"]), "{listed:?}");
+    let file = omni.dir.path().join("from-secondary.db");
+    let o = download(&omni, "c", &listed[0].0, &file);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::remove_file(&file).unwrap();
+    main.restart().await.unwrap();
 
     // For the record: what the copies took (not asserted).
     let log = omni.log_text();
