@@ -240,6 +240,24 @@ async fn copies_survive_a_killed_secondary_and_reads_fall_back() {
         (Some(1), Some("")),
         "{st}"
     );
+    // 3b. omni itself is killed during a copy: the restarted server makes
+    // it again by itself.
+    let mut omni = omni;
+    let id = backup_now(&omni, "c").await;
+    let running = eventually("the copy to start or end", || {
+        let s = copy_status(&omni, "c");
+        (s["backup"] == id.as_str() && (s["status"] == 3 || s["status"] == 1))
+            .then(|| s["status"] == 3)
+    })
+    .await;
+    omni.kill9();
+    eprintln!("omni killed with the copy of {id} running: {running}");
+    omni.start_again().await;
+    eventually("the copy redone after the restart", || {
+        let b = backups(&omni, "c");
+        (b[0].0 == id && b.iter().all(|(_, s)| s == &["main", "offsite"])).then_some(())
+    })
+    .await;
     let n = backups(&omni, "c").len();
     assert_eq!(objects(&offsite.bucket_dir()).len(), n);
 
