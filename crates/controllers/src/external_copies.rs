@@ -11,7 +11,7 @@ use omni_resources::specs::backup::BackupDataSpec;
 
 use super::{parse_backup_id, EtcdBackupSource};
 use crate::backup::data;
-use crate::store::named::ClusterStores;
+use crate::store::named::{ClusterStores, NamedStore};
 
 /// One stored copy of a backup.
 #[derive(Debug, Clone)]
@@ -36,14 +36,27 @@ pub(super) async fn list_all(
     stores: &ClusterStores,
     cluster_uuid: &str,
 ) -> Result<Vec<(BackupObject, Vec<String>)>, ApiError> {
+    let list = |named: &crate::store::named::NamedStore| {
+        let (name, store) = (named.name.clone(), named.store.clone());
+        async move {
+            let listed = match store {
+                Ok(store) => store.list(cluster_uuid).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            (name, listed)
+        }
+    };
+    // Both stores at once, as in `copies`.
+    let (primary, secondary) = tokio::join!(list(&stores.primary), async {
+        match &stores.secondary {
+            Some(s) => Some(list(s).await),
+            None => None,
+        }
+    });
     let mut by_time: BTreeMap<i64, (BackupObject, Vec<String>)> = BTreeMap::new();
     let mut errors = Vec::new();
     let mut answered = false;
-    for named in stores.all() {
-        let listed = match &named.store {
-            Ok(store) => store.list(cluster_uuid).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.clone()),
-        };
+    for (name, listed) in std::iter::once(primary).chain(secondary) {
         match listed {
             Ok(objects) => {
                 answered = true;
@@ -52,19 +65,41 @@ pub(super) async fn list_all(
                         .entry(o.created_at_unix)
                         .or_insert_with(|| (o, Vec::new()))
                         .1
-                        .push(named.name.clone());
+                        .push(name.clone());
                 }
             }
-            Err(e) => {
-                tracing::warn!(store = %named.name, error = %e, "cannot list a backup store");
-                errors.push(e);
-            }
+            Err(e) => errors.push((name, e)),
         }
     }
+    if answered {
+        for (name, e) in &errors {
+            tracing::warn!(store = %name, error = %e, "cannot list a backup store; listing the other");
+        }
+    }
+    let errors: Vec<String> = errors.into_iter().map(|(_, e)| e).collect();
     if !answered {
         return Err(ApiError::Unavailable(errors.join("; ")));
     }
     Ok(by_time.into_values().rev().collect())
+}
+
+/// The copy of a backup (under one of `keys`) in one store, if it has one.
+async fn find(named: &NamedStore, keys: &[String]) -> Result<Option<Copy>, String> {
+    let store = named.store.as_ref().map_err(Clone::clone)?;
+    for key in keys {
+        match store.exists(key).await {
+            Ok(true) => {
+                return Ok(Some(Copy {
+                    name: named.name.clone(),
+                    store: store.clone(),
+                    key: key.clone(),
+                }))
+            }
+            Ok(false) => {}
+            Err(e) => return Err(format!("store {:?}: {e}", named.name)),
+        }
+    }
+    Ok(None)
 }
 
 impl EtcdBackupSource {
@@ -83,32 +118,21 @@ impl EtcdBackupSource {
         let keys = candidate_keys(&data.clusteruuid, secs)
             .map_err(|e| ApiError::Invalid(e.to_string()))?;
         let stores = self.stores.of_cluster(&self.state, cluster).await?;
+        // Both stores at once: a secondary that is down costs its timeout
+        // once, not on top of the primary's answer.
+        let (primary, secondary) = tokio::join!(find(&stores.primary, &keys), async {
+            match &stores.secondary {
+                Some(s) => Some(find(s, &keys).await),
+                None => None,
+            }
+        });
         let mut copies = Vec::new();
         let mut errors = Vec::new();
-        for named in stores.all() {
-            let store = match &named.store {
-                Ok(s) => s,
-                Err(e) => {
-                    errors.push(e.clone());
-                    continue;
-                }
-            };
-            for key in &keys {
-                match store.exists(key).await {
-                    Ok(true) => {
-                        copies.push(Copy {
-                            name: named.name.clone(),
-                            store: store.clone(),
-                            key: key.clone(),
-                        });
-                        break;
-                    }
-                    Ok(false) => {}
-                    Err(e) => {
-                        errors.push(format!("store {:?}: {e}", named.name));
-                        break;
-                    }
-                }
+        for found in std::iter::once(primary).chain(secondary) {
+            match found {
+                Ok(Some(copy)) => copies.push(copy),
+                Ok(None) => {}
+                Err(e) => errors.push(e),
             }
         }
         if copies.is_empty() {

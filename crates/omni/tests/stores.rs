@@ -123,14 +123,14 @@ async fn verify_json(omni: &Omni, id: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copies_survive_a_killed_secondary_and_reads_fall_back() {
     let etcd = EtcdCluster::start(1).await.unwrap();
-    // Incompressible data: each object is ~24 MiB, so a copy takes long
+    // Incompressible values: each object is ~15 MB, so a copy takes long
     // enough to be cut.
     for i in 0..24u64 {
         etcd.put(format!("/big/{i}"), noise(i, 1024 * 1024))
             .await
             .unwrap();
     }
-    let main = S3Server::start().await.unwrap();
+    let mut main = S3Server::start().await.unwrap();
     let mut offsite = S3Server::start().await.unwrap();
     let omni = Omni::start(&[
         "--etcd-backup-tick",
@@ -240,12 +240,44 @@ async fn copies_survive_a_killed_secondary_and_reads_fall_back() {
         (Some(1), Some("")),
         "{st}"
     );
+    // 3b. omni itself is killed during a copy: the restarted server makes
+    // it again by itself.
+    let mut omni = omni;
+    let id = backup_now(&omni, "c").await;
+    let running = eventually("the copy to start or end", || {
+        let s = copy_status(&omni, "c");
+        (s["backup"] == id.as_str() && (s["status"] == 3 || s["status"] == 1))
+            .then(|| s["status"] == 3)
+    })
+    .await;
+    omni.kill9();
+    eprintln!("omni killed with the copy of {id} running: {running}");
+    omni.start_again().await;
+    eventually("the copy redone after the restart", || {
+        let b = backups(&omni, "c");
+        (b[0].0 == id && b.iter().all(|(_, s)| s == &["main", "offsite"])).then_some(())
+    })
+    .await;
     let n = backups(&omni, "c").len();
     assert_eq!(objects(&offsite.bucket_dir()).len(), n);
 
+    // For the record (not asserted): a download of a backup with two copies
+    // checks the primary's first, so it costs about one verify more.
+    let newest = backups(&omni, "c").remove(0).0;
+    let out = omni.dir.path().join("timed.db");
+    let clock = std::time::Instant::now();
+    assert!(verify_json(&omni, &newest).await["ok"] == true);
+    let verify_took = clock.elapsed();
+    let clock = std::time::Instant::now();
+    assert!(download(&omni, "c", &newest, &out).status.success());
+    eprintln!(
+        "two copies: verify {verify_took:?}, download {:?}",
+        clock.elapsed()
+    );
+    std::fs::remove_file(&out).unwrap();
+
     // 4. The primary's copy of the newest backup is damaged in place (same
     // size): download and verify read the secondary's instead.
-    let newest = backups(&omni, "c").remove(0).0;
     let damaged = objects(&main.bucket_dir()).remove(0);
     let mut bytes = std::fs::read(&damaged).unwrap();
     let mid = bytes.len() / 2;
@@ -305,8 +337,23 @@ async fn copies_survive_a_killed_secondary_and_reads_fall_back() {
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert_eq!(objects(&offsite.bucket_dir()).len(), n - 1);
 
-    // No secret in the log.
+    // 7. The primary store is down: listing and download use the secondary.
+    main.stop();
+    let listed = backups(&omni, "c");
+    assert_eq!(listed.len(), n - 1, "{listed:?}");
+    assert!(listed.iter().all(|(_, s)| s == &["offsite"]), "{listed:?}");
+    let file = omni.dir.path().join("from-secondary.db");
+    let o = download(&omni, "c", &listed[0].0, &file);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::remove_file(&file).unwrap();
+    main.restart().await.unwrap();
+
+    // For the record: what the copies took (not asserted).
     let log = omni.log_text();
+    for line in log.lines().filter(|l| l.contains("backup copied")) {
+        eprintln!("{line}");
+    }
+    // No secret in the log.
     assert!(!log.contains(main.secret_key()) && !log.contains(offsite.secret_key()));
 }
 

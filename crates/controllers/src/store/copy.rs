@@ -160,6 +160,7 @@ impl EtcdBackupCopyController {
             .await?;
             // Retention leaves the object alone while it is read.
             let _lease = self.leases.lease(&obj.key);
+            let clock = std::time::Instant::now();
             let copied = tokio::select! {
                 r = tokio::time::timeout(self.settings.timeout, to.copy_from(&from, &obj.key, &journal)) => r,
                 // Dropping the copy discards what it wrote; the next run redoes it.
@@ -167,7 +168,7 @@ impl EtcdBackupCopyController {
             };
             match copied {
                 Ok(Ok(bytes)) => {
-                    tracing::info!(%cluster, backup = %id, from = %from_name, to = %to_name, bytes, "backup copied");
+                    tracing::info!(%cluster, backup = %id, from = %from_name, to = %to_name, bytes, took = ?clock.elapsed(), "backup copied");
                     write(ctx, cluster, |s| {
                         s.pending = pending - 1;
                         s.lastcopytime = Timestamp::now();
