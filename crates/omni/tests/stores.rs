@@ -8,16 +8,23 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use common::slow_proxy::slow_proxy;
 use common::*;
 use omni_testkit::{EtcdCluster, S3Server};
 use serde_json::Value;
 
 fn s3_store_yaml(name: &str, s3: &S3Server) -> String {
+    s3_store_yaml_via(name, s3, &s3.endpoint())
+}
+
+/// The store `name` on `s3`, reached at `endpoint` (a proxy in front of it).
+fn s3_store_yaml_via(name: &str, s3: &S3Server, endpoint: &str) -> String {
     format!(
-        "metadata:\n  type: EtcdBackupStores.omni.sidero.dev\n  id: {name}\nspec:\n  s3:\n    bucket: {}\n    endpoint: {}\n    accesskeyid: {}\n    secretaccesskey: {}\n",
+        "metadata:\n  type: EtcdBackupStores.omni.sidero.dev\n  id: {name}\nspec:\n  s3:\n    bucket: {}\n    endpoint: {endpoint}\n    accesskeyid: {}\n    secretaccesskey: {}\n",
         s3.bucket(),
-        s3.endpoint(),
         s3.access_key(),
         s3.secret_key()
     )
@@ -139,10 +146,15 @@ async fn copies_survive_a_killed_secondary_and_reads_fall_back() {
         "1s",
     ])
     .await;
-    for (name, s3) in [("main", &main), ("offsite", &offsite)] {
-        let out = omni.apply_yaml(&s3_store_yaml(name, s3));
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
+    // The secondary sits behind a proxy that can slow uploads, so that a
+    // copy is still running when the secondary is stopped.
+    let upload_delay_ms = Arc::new(AtomicU64::new(0));
+    let offsite_port = slow_proxy(offsite.port(), upload_delay_ms.clone()).await;
+    let offsite_endpoint = format!("http://127.0.0.1:{offsite_port}");
+    let out = omni.apply_yaml(&s3_store_yaml("main", &main));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = omni.apply_yaml(&s3_store_yaml_via("offsite", &offsite, &offsite_endpoint));
+    assert!(out.status.success(), "{}", stderr(&out));
     register_members(&omni, "c", &etcd);
     let out = omni.apply_yaml(&cluster_yaml(
         "c",
@@ -173,8 +185,9 @@ async fn copies_survive_a_killed_secondary_and_reads_fall_back() {
     // The default store (the server's own) holds nothing of this cluster.
     assert!(objects(&omni.data_dir().join("backups")).is_empty());
 
-    // 2. The secondary dies in the middle of a copy. The copy takes a
-    // fraction of a second here; should it finish first, try again.
+    // 2. The secondary dies in the middle of a copy, slowed to take
+    // seconds; should it finish first all the same, try again.
+    upload_delay_ms.store(10, Ordering::SeqCst);
     let mut cut = None;
     for _ in 0..5 {
         let id = backup_now(&omni, "c").await;
@@ -226,6 +239,7 @@ async fn copies_survive_a_killed_secondary_and_reads_fall_back() {
     assert!(st["pending"].as_u64() >= Some(1), "{st}");
 
     // 3. Back up: the copy completes by itself.
+    upload_delay_ms.store(0, Ordering::SeqCst);
     offsite.restart().await.unwrap();
     eventually("every backup copied after the restart", || {
         let b = backups(&omni, "c");

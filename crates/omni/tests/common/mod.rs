@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod replica;
+pub mod slow_proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
