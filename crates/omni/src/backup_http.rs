@@ -81,6 +81,7 @@ async fn object(
         .get_stream(&key)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .then(paced(omni_backup::limit::download()))
         .map(|r| r.map_err(|e| std::io::Error::other(e.to_string())));
     Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
@@ -108,4 +109,23 @@ async fn verify(
         Err(e) => serde_json::json!({"id": id, "ok": false, "error": e.to_string()}),
     };
     Ok(axum::Json(answer))
+}
+
+/// Holds each chunk back until the download limit lets it pass.
+fn paced<T, E>(
+    pacer: Option<Arc<omni_backup::limit::Pacer>>,
+) -> impl FnMut(Result<T, E>) -> futures::future::BoxFuture<'static, Result<T, E>>
+where
+    T: AsRef<[u8]> + Send + 'static,
+    E: Send + 'static,
+{
+    move |r| {
+        let pacer = pacer.clone();
+        Box::pin(async move {
+            if let (Some(p), Ok(b)) = (&pacer, &r) {
+                p.pace(b.as_ref().len()).await;
+            }
+            r
+        })
+    }
 }

@@ -43,6 +43,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Store::Local(dir) => StoreChoice::Local(dir.clone()),
     };
     let stores = Stores::new(choice).context("opening the backup store")?;
+    omni_backup::set_transfer_limits(config.upload_limit, config.download_limit);
     let health = Arc::new(omni_runtime::Health::default());
     let scheme = match config.transport {
         crate::listener::Transport::Tls { .. } => "https",
