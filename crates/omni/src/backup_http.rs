@@ -16,6 +16,9 @@ use omni_controllers::backup::data::identity_secret;
 use omni_controllers::external::EtcdBackupSource;
 use tokio_util::io::ReaderStream;
 
+/// Body chunk size of snapshot downloads.
+const CHUNK: usize = 256 * 1024;
+
 #[derive(Clone)]
 struct Ctx {
     api: Api,
@@ -44,7 +47,7 @@ async fn snapshot(
     let identity = parse_identity(&identity_secret(&data))
         .map_err(|e| ApiError::Internal(format!("backup key of cluster is unusable: {e}")))?;
     tracing::info!(backup = %id, token = %caller.token_id, "snapshot download");
-    let (mut writer, reader) = tokio::io::duplex(256 * 1024);
+    let (mut writer, reader) = tokio::io::duplex(CHUNK);
     let task = tokio::spawn(async move {
         let r = omni_backup::download(&store, &key, &identity, &mut writer).await;
         if let Err(e) = &r {
@@ -60,7 +63,9 @@ async fn snapshot(
         }
     })
     .filter_map(|x| async move { x });
-    let body = Body::from_stream(ReaderStream::new(reader).chain(tail));
+    // ReaderStream's default 4 KiB chunks would cost a frame and a wakeup
+    // each on both ends of the connection.
+    let body = Body::from_stream(ReaderStream::with_capacity(reader, CHUNK).chain(tail));
     Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .body(body)
