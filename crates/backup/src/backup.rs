@@ -260,10 +260,14 @@ async fn pipe(
         Ok::<_, SourceError>(())
     };
     let idle = opts.store_idle_timeout;
+    let pacer = crate::limit::upload();
     // Owns the receiver: returning early on a store error closes the channel, which
     // stops the encoder, which stops the reader (no stage is left blocked).
     let write = async move {
         while let Some(chunk) = sealed_rx.recv().await {
+            if let Some(p) = &pacer {
+                p.pace(chunk.len()).await;
+            }
             match tokio::time::timeout(idle, sink.write(&chunk)).await {
                 Ok(res) => res?,
                 Err(_) => {

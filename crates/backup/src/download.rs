@@ -68,6 +68,7 @@ where
         decrypt_decompress(sealed_rx, plain_tx, identity, &label)
     });
 
+    let pacer = crate::limit::download();
     let feed = async move {
         loop {
             let next = tokio::time::timeout(READ_IDLE_TIMEOUT, stream.next())
@@ -79,7 +80,11 @@ where
             let Some(chunk) = next else {
                 return Ok::<(), Error>(());
             };
-            if sealed_tx.send(chunk?).await.is_err() {
+            let chunk = chunk?;
+            if let Some(p) = &pacer {
+                p.pace(chunk.len()).await;
+            }
+            if sealed_tx.send(chunk).await.is_err() {
                 return Ok(()); // the decoder stopped; its error explains why
             }
         }

@@ -16,6 +16,7 @@ mod crypto;
 mod download;
 mod error;
 mod label;
+pub mod limit;
 pub mod probe;
 pub mod snapshot;
 pub mod store;
@@ -31,6 +32,7 @@ pub use crypto::{
 };
 pub use download::{download, download_to_file, DownloadInfo};
 pub use error::Error;
+pub use limit::{mbps_to_bytes_per_sec, set_transfer_limits};
 /// The object format, shared with `omnictl` through `omni-snapshot`.
 pub use omni_snapshot::{digest, keys};
 pub use snapshot::{MemberEndpoint, SourceError, SourceOptions, TlsMaterial};

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use etcd_client::{Client, ConnectOptions, SnapshotStreaming};
 
 use crate::digest::{DigestError, TrailerVerifier};
+use crate::transform::CHUNK;
 
 /// TLS material to reach a member (PEM). `Debug` redacts the private key.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -192,6 +193,9 @@ impl SnapshotSource {
                 return Ok(next);
             }
         };
+        // etcd sends 32 KiB messages; handing them on one by one costs a
+        // channel hop, a wakeup and an allocation each. Batch them.
+        let mut out = BytesMut::new();
         loop {
             let msg = match tokio::time::timeout(self.idle, stream.message()).await {
                 Ok(Ok(m)) => m,
@@ -208,13 +212,21 @@ impl SnapshotSource {
                     })
                 }
             };
-            let Some(msg) = msg else { return Ok(None) };
-            if msg.blob().is_empty() {
+            let Some(msg) = msg else { break };
+            let blob = msg.blob();
+            if blob.is_empty() {
                 continue;
             }
-            self.verifier.update(msg.blob());
-            return Ok(Some(Bytes::copy_from_slice(msg.blob())));
+            self.verifier.update(blob);
+            if out.is_empty() {
+                out.reserve(CHUNK.max(blob.len()));
+            }
+            out.extend_from_slice(blob);
+            if out.len() >= CHUNK {
+                break;
+            }
         }
+        Ok((!out.is_empty()).then(|| out.freeze()))
     }
 
     /// After the stream ended: `(bytes incl. trailer, db sha256 hex)` if the trailer matches.

@@ -15,8 +15,12 @@ pub(crate) const CHUNK: usize = 256 * 1024;
 /// Chunks buffered per channel.
 pub(crate) const DEPTH: usize = 8;
 
-/// Default zstd level.
-pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+/// Default zstd level. zstd was the second CPU cost of a backup after the
+/// snapshot's SHA-256 (scripts/bench-backup.sh --perf): level 1 halves it
+/// (0.93 → 0.38 CPU s/GB there) and compressed the benchmark's values to
+/// within 0.5 % of level 3 (`zstd -b1` vs `-b3`). Other levels: see
+/// [`crate::BackupOptions::zstd_level`].
+pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
 /// A blocking `Write` that sends [`CHUNK`]-sized pieces down a channel.
 struct ChannelWriter {

@@ -18,6 +18,8 @@ use tokio_util::io::ReaderStream;
 
 /// Names the store whose copy a download reads.
 const STORE_HEADER: &str = "x-omni-backup-store";
+/// Body chunk size of snapshot downloads.
+const CHUNK: usize = 256 * 1024;
 
 #[derive(Clone)]
 struct Ctx {
@@ -50,7 +52,7 @@ async fn snapshot(
     let copy = ctx.source.choose(&id, &identity).await?;
     let (key, store, store_name) = (copy.key, copy.store, copy.name);
     tracing::info!(backup = %id, store = %store_name, token = %caller.token_id, "snapshot download");
-    let (mut writer, reader) = tokio::io::duplex(256 * 1024);
+    let (mut writer, reader) = tokio::io::duplex(CHUNK);
     let task = tokio::spawn(async move {
         let r = omni_backup::download(&store, &key, &identity, &mut writer).await;
         if let Err(e) = &r {
@@ -66,7 +68,9 @@ async fn snapshot(
         }
     })
     .filter_map(|x| async move { x });
-    let body = Body::from_stream(ReaderStream::new(reader).chain(tail));
+    // ReaderStream's default 4 KiB chunks would cost a frame and a wakeup
+    // each on both ends of the connection.
+    let body = Body::from_stream(ReaderStream::with_capacity(reader, CHUNK).chain(tail));
     Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(STORE_HEADER, store_name)
@@ -93,6 +97,7 @@ async fn object(
         .get_stream(&key)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .then(paced(omni_backup::limit::download()))
         .map(|r| r.map_err(|e| std::io::Error::other(e.to_string())));
     Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
@@ -136,4 +141,23 @@ async fn verify(
         None => serde_json::json!({"id": id, "ok": false, "error": "no copy found"}),
     };
     Ok(axum::Json(answer))
+}
+
+/// Holds each chunk back until the download limit lets it pass.
+fn paced<T, E>(
+    pacer: Option<Arc<omni_backup::limit::Pacer>>,
+) -> impl FnMut(Result<T, E>) -> futures::future::BoxFuture<'static, Result<T, E>>
+where
+    T: AsRef<[u8]> + Send + 'static,
+    E: Send + 'static,
+{
+    move |r| {
+        let pacer = pacer.clone();
+        Box::pin(async move {
+            if let (Some(p), Ok(b)) = (&pacer, &r) {
+                p.pace(b.as_ref().len()).await;
+            }
+            r
+        })
+    }
 }

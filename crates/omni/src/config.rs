@@ -116,6 +116,14 @@ pub struct Flags {
     /// Requests a token may burst above its rate.
     #[arg(long)]
     pub api_rate_burst: Option<f64>,
+    /// Cap on backup bytes written to the store (S3 or local), in megabits
+    /// per second, shared by all backups at once. Unlimited when unset.
+    #[arg(long, value_name = "MBPS")]
+    pub etcd_backup_upload_limit_mbps: Option<f64>,
+    /// Cap on backup bytes read from the store (downloads, verifies,
+    /// restores, drills), in megabits per second. Unlimited when unset.
+    #[arg(long, value_name = "MBPS")]
+    pub etcd_backup_download_limit_mbps: Option<f64>,
     /// Log format: `text` or `json`.
     #[arg(long)]
     pub log_format: Option<String>,
@@ -167,6 +175,8 @@ pub struct FileConfig {
     pub machine_probe_rate: Option<f64>,
     pub api_rate_limit: Option<f64>,
     pub api_rate_burst: Option<f64>,
+    pub etcd_backup_upload_limit_mbps: Option<f64>,
+    pub etcd_backup_download_limit_mbps: Option<f64>,
     pub etcd_backup_retry_backoff: Option<String>,
     pub log_format: Option<String>,
     pub shutdown_timeout: Option<String>,
@@ -209,10 +219,22 @@ pub struct Config {
     pub machine_probe_rate: f64,
     pub rate_limit: f64,
     pub rate_burst: f64,
+    /// Store write / read limits, bytes per second.
+    pub upload_limit: Option<f64>,
+    pub download_limit: Option<f64>,
     pub retry_backoff: Duration,
     pub json_logs: bool,
     pub shutdown_timeout: Duration,
     pub transport: crate::listener::Transport,
+}
+
+/// A `--*-limit-mbps` value as bytes per second.
+fn transfer_limit(name: &str, mbps: Option<f64>) -> anyhow::Result<Option<f64>> {
+    match mbps {
+        None => Ok(None),
+        Some(m) if m.is_finite() && m > 0.0 => Ok(Some(omni_backup::mbps_to_bytes_per_sec(m))),
+        Some(m) => bail!("--{name} must be a positive number of megabits per second, not {m}"),
+    }
 }
 
 fn duration(name: &str, value: Option<String>, default: &str) -> anyhow::Result<Duration> {
@@ -374,6 +396,18 @@ impl Config {
             machine_probe_rate,
             rate_limit,
             rate_burst,
+            upload_limit: transfer_limit(
+                "etcd-backup-upload-limit-mbps",
+                flags
+                    .etcd_backup_upload_limit_mbps
+                    .or(file.etcd_backup_upload_limit_mbps),
+            )?,
+            download_limit: transfer_limit(
+                "etcd-backup-download-limit-mbps",
+                flags
+                    .etcd_backup_download_limit_mbps
+                    .or(file.etcd_backup_download_limit_mbps),
+            )?,
             retry_backoff: duration(
                 "etcd-backup-retry-backoff",
                 flags

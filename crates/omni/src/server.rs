@@ -45,6 +45,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let stores = Stores::new(choice)
         .context("opening the backup store")?
         .with_default_secondary(config.secondary_store.clone());
+    omni_backup::set_transfer_limits(config.upload_limit, config.download_limit);
     let health = Arc::new(omni_runtime::Health::default());
     let scheme = match config.transport {
         crate::listener::Transport::Tls { .. } => "https",

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use omni_resources::specs::backup::EtcdBackupSpec;
 use omni_resources::specs::Kind;
 use omni_resources::{Resource, LABEL_CLUSTER, NS_EXTERNAL};
-use omni_snapshot::digest::TrailerVerifier;
+use omni_snapshot::digest::{TrailerVerifier, TRAILER_LEN};
 
 use super::super::Context;
 
@@ -58,6 +58,46 @@ pub async fn fetch(
     encrypted: bool,
     path: &Path,
 ) -> anyhow::Result<Fetched> {
+    let mode = if encrypted {
+        Mode::Encrypted
+    } else {
+        Mode::Verified
+    };
+    fetch_with(ctx, cluster, snapshot, mode, path).await
+}
+
+/// [`fetch`] of the snapshot into a scratch file that `etcdutl snapshot
+/// restore` reads once before it is removed; see [`Mode::Scratch`].
+pub async fn fetch_scratch(
+    ctx: &Context,
+    cluster: &str,
+    snapshot: Option<&str>,
+    path: &Path,
+) -> anyhow::Result<Fetched> {
+    fetch_with(ctx, cluster, snapshot, Mode::Scratch, path).await
+}
+
+/// What the local file is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The stored object as is; synced to disk.
+    Encrypted,
+    /// The snapshot, its trailer checked here; synced to disk.
+    Verified,
+    /// The snapshot for `etcdutl snapshot restore`, which checks the trailer
+    /// itself (as the server did before it ended the stream): neither hashed
+    /// a third time here nor synced, since a crash loses it anyway and
+    /// etcdutl syncs what it writes. Its `sha256` is the trailer.
+    Scratch,
+}
+
+async fn fetch_with(
+    ctx: &Context,
+    cluster: &str,
+    snapshot: Option<&str>,
+    mode: Mode,
+    path: &Path,
+) -> anyhow::Result<Fetched> {
     let backup = choose(ctx, cluster, snapshot).await?;
     let id = backup.metadata.id.clone();
     let size = backup
@@ -65,13 +105,17 @@ pub async fn fetch(
         .get("size")
         .and_then(|v| v.as_u64())
         .unwrap_or(0);
-    let what = if encrypted { "object" } else { "snapshot" };
+    let what = if mode == Mode::Encrypted {
+        "object"
+    } else {
+        "snapshot"
+    };
     let stream = ctx
         .client()?
         .get_stream(&format!("/api/v1/etcd-backups/{id}/{what}"))
         .await
         .with_context(|| format!("backup {id}"))?;
-    match write_atomically(path, stream.body, !encrypted, size).await {
+    match write_atomically(path, stream.body, mode, size).await {
         Ok(sha256) => Ok(Fetched { id, sha256 }),
         // A broken stream does not say why; the server's verification does.
         Err(e) => match verify(ctx, &id).await {
@@ -124,49 +168,74 @@ pub async fn verify(ctx: &Context, id: &str) -> anyhow::Result<Verdict> {
     serde_json::from_slice(&body).context("unexpected verification answer")
 }
 
-/// Streams into a temp file beside `path`, verifying etcd's SHA-256
-/// trailer when `verify`; renames only when everything checked out, so a
-/// failed download leaves nothing at `path`.
+/// Write buffer: the body arrives in pieces of a few KiB to a few hundred.
+const WRITE_BUF: usize = 1024 * 1024;
+
+/// Streams into a temp file beside `path` (see [`Mode`]); renames only when
+/// everything checked out, so a failed download leaves nothing at `path`.
 async fn write_atomically(
     path: &Path,
     mut body: futures::stream::BoxStream<'static, Result<bytes::Bytes, omni_client::ClientError>>,
-    verify: bool,
+    mode: Mode,
     size_hint: u64,
 ) -> anyhow::Result<Option<String>> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(".omnictl-download-")
         .tempfile_in(&dir)
         .with_context(|| format!("creating a temp file in {}", dir.display()))?;
     let mut verifier = TrailerVerifier::new();
+    let mut tail = Vec::with_capacity(2 * TRAILER_LEN);
     let progress = Progress::new(size_hint);
     let mut written = 0u64;
+    let mut out = std::io::BufWriter::with_capacity(WRITE_BUF, tmp.as_file());
     while let Some(chunk) = body.next().await {
         let chunk = chunk.context("download interrupted")?;
-        if verify {
-            verifier.update(&chunk);
+        match mode {
+            Mode::Verified => verifier.update(&chunk),
+            Mode::Scratch => keep_tail(&mut tail, &chunk),
+            Mode::Encrypted => {}
         }
-        tmp.write_all(&chunk).context("writing the snapshot")?;
+        out.write_all(&chunk).context("writing the snapshot")?;
         written += chunk.len() as u64;
         progress.set(written);
     }
+    out.flush().context("writing the snapshot")?;
+    drop(out);
     progress.finish();
-    let sha = if verify {
-        Some(
+    let sha = match mode {
+        Mode::Verified => Some(
             verifier
                 .finish()
                 .context("integrity check failed; nothing was written")?,
-        )
-    } else {
-        None
+        ),
+        Mode::Scratch if tail.len() == TRAILER_LEN => {
+            Some(tail.iter().map(|b| format!("{b:02x}")).collect())
+        }
+        Mode::Scratch => bail!("snapshot too short: {written} bytes; nothing was written"),
+        Mode::Encrypted => None,
     };
-    tmp.as_file().sync_all().context("syncing the snapshot")?;
+    if mode != Mode::Scratch {
+        tmp.as_file().sync_all().context("syncing the snapshot")?;
+    }
     tmp.persist(path)
         .with_context(|| format!("moving the snapshot to {}", path.display()))?;
     Ok(sha)
+}
+
+/// Keeps the last [`TRAILER_LEN`] bytes seen in `tail`.
+fn keep_tail(tail: &mut Vec<u8>, chunk: &[u8]) {
+    if chunk.len() >= TRAILER_LEN {
+        tail.clear();
+        tail.extend_from_slice(&chunk[chunk.len() - TRAILER_LEN..]);
+        return;
+    }
+    tail.extend_from_slice(chunk);
+    let extra = tail.len().saturating_sub(TRAILER_LEN);
+    tail.drain(..extra);
 }
 
 /// A progress bar on a terminal, nothing otherwise.
@@ -196,6 +265,23 @@ impl Progress {
     fn finish(&self) {
         if let Some(b) = &self.0 {
             b.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_is_the_last_trailer_bytes_in_any_chunking() {
+        let data: Vec<u8> = (0..200u8).collect();
+        for size in [1, 5, 31, 32, 33, 64, 200] {
+            let mut tail = Vec::new();
+            for c in data.chunks(size) {
+                keep_tail(&mut tail, c);
+            }
+            assert_eq!(tail, &data[data.len() - TRAILER_LEN..], "chunks of {size}");
         }
     }
 }

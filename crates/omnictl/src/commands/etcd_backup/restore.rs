@@ -1,7 +1,8 @@
 //! `omnictl etcd-backup restore`: one command per member to bring a lost
-//! cluster back. Downloads the backup (trailer verified) into a temp dir
-//! beside the data dir, hands it to `etcdutl snapshot restore`, and removes
-//! the temp copy whatever happens.
+//! cluster back. Downloads the backup into a temp dir beside the data dir,
+//! hands it to `etcdutl snapshot restore` (which checks the SHA-256 trailer,
+//! as the server did while sending it), and removes the temp copy whatever
+//! happens.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context as _};
 
 use super::super::Context;
-use super::fetch::fetch;
+use super::fetch::fetch_scratch;
 use crate::args::RestoreArgs;
 
 pub async fn run(ctx: &Context, args: &RestoreArgs, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -30,14 +31,7 @@ pub async fn run(ctx: &Context, args: &RestoreArgs, out: &mut dyn Write) -> anyh
         .tempdir_in(&parent)
         .with_context(|| format!("creating a temp dir in {}", parent.display()))?;
     let snapshot = tmp.path().join("snapshot.db");
-    let got = fetch(
-        ctx,
-        &args.cluster,
-        args.snapshot.as_deref(),
-        false,
-        &snapshot,
-    )
-    .await?;
+    let got = fetch_scratch(ctx, &args.cluster, args.snapshot.as_deref(), &snapshot).await?;
 
     let mut cmd = Command::new(&etcdutl);
     cmd.args(["snapshot", "restore"])
