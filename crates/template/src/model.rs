@@ -71,6 +71,9 @@ pub struct ClusterTemplate {
     /// `features.backupConfiguration.restoreDrill`: `true`, `false`, or a
     /// schedule of its own.
     pub restore_drill: RestoreDrill,
+    /// `features.backupConfiguration.continuous` and `.deltaInterval`:
+    /// `None` when off; inside, the delta interval when one was given.
+    pub continuous: Option<Option<Duration>>,
 }
 
 /// A `kind: ControlPlane` or `kind: Workers` document.

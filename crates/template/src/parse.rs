@@ -73,6 +73,11 @@ struct RawBackup {
     /// `true`, `false` or `{schedule | interval, timezone}`.
     #[serde(default)]
     restore_drill: Option<Value>,
+    #[serde(default)]
+    continuous: bool,
+    /// A Go duration (`10s`); only with `continuous`.
+    #[serde(default)]
+    delta_interval: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -283,6 +288,7 @@ fn parse_cluster(doc: &mut Doc<'_>, value: Value) -> Option<ClusterTemplate> {
     let mut backup_timezone = None;
     let mut backup_retention = RetentionPolicy::default();
     let mut restore_drill = RestoreDrill::Off;
+    let mut continuous = None;
     if let Some(backup) = raw.features.backup_configuration {
         let base = "features.backupConfiguration";
         backup_interval = cadence(
@@ -295,7 +301,8 @@ fn parse_cluster(doc: &mut Doc<'_>, value: Value) -> Option<ClusterTemplate> {
         backup_schedule = backup.schedule.clone();
         backup_timezone = backup.timezone.clone();
         backup_retention = retention(doc, &backup);
-        restore_drill = drill(doc, backup.restore_drill);
+        restore_drill = drill(doc, backup.restore_drill.clone());
+        continuous = continuous_of(doc, &backup);
     }
     (doc.problems.len() == before).then_some(ClusterTemplate {
         document: doc.number,
@@ -309,7 +316,29 @@ fn parse_cluster(doc: &mut Doc<'_>, value: Value) -> Option<ClusterTemplate> {
         backup_timezone,
         backup_retention,
         restore_drill,
+        continuous,
     })
+}
+
+/// `continuous` and `deltaInterval`: `None` when continuous backup is off,
+/// else the delta interval asked for (`None` inside: the default).
+fn continuous_of(doc: &mut Doc<'_>, backup: &RawBackup) -> Option<Option<Duration>> {
+    let field = "features.backupConfiguration.deltaInterval";
+    let interval = match backup.delta_interval.as_deref().map(parse_go_duration) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => {
+            doc.problem(field, e.to_string());
+            return None;
+        }
+    };
+    if interval.is_some() && !backup.continuous {
+        doc.problem(
+            field,
+            "only applies with features.backupConfiguration.continuous: true",
+        );
+    }
+    backup.continuous.then_some(interval)
 }
 
 /// Checks an `interval` / `schedule` / `timezone` trio under `base`: at

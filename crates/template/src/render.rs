@@ -40,6 +40,8 @@ impl Template {
             keepweekly: r.keepweekly.into(),
             keepmonthly: r.keepmonthly.into(),
             restoredrill: c.restore_drill.clone(),
+            continuous: c.continuous.is_some(),
+            deltainterval: c.continuous.flatten().map(ProtoDuration::from_std),
         };
         spec.backupconfiguration = (conf != BackupConfiguration::default()).then_some(conf);
         spec
