@@ -1,5 +1,6 @@
 //! The backup store: one interface over a local directory or an S3 bucket.
 
+mod deltas;
 mod error;
 mod journal;
 mod remote;
@@ -17,6 +18,7 @@ use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjectPath;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 
+pub use deltas::DeltaObject;
 pub use error::StoreError;
 pub use journal::{JournalError, NoJournal, OpenUpload, UploadJournal};
 pub(crate) use sink::ObjectSink;
