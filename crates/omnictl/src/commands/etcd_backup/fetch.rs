@@ -114,7 +114,7 @@ pub async fn verify(ctx: &Context, id: &str) -> anyhow::Result<Verdict> {
 /// Streams into a temp file beside `path`, verifying etcd's SHA-256
 /// trailer when `verify`; renames only when everything checked out, so a
 /// failed download leaves nothing at `path`.
-async fn write_atomically(
+pub(super) async fn write_atomically(
     path: &Path,
     mut body: futures::stream::BoxStream<'static, Result<bytes::Bytes, omni_client::ClientError>>,
     verify: bool,
