@@ -87,7 +87,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             retry_backoff: config.retry_backoff,
             ..BackupSettings::default()
         };
-        let chains = omni_controllers::continuous::Chains::default();
+        let chains = metrics.chains.clone();
         runtime.register(Arc::new(
             EtcdBackupController::new(stores.clone(), settings)
                 .with_metrics(metrics.backup.clone())

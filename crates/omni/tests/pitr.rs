@@ -118,6 +118,16 @@ fn points(omni: &Omni, cluster: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
 }
 
+fn scrape(omni: &Omni) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "-H"])
+        .arg(format!("Authorization: Bearer {}", omni.token))
+        .arg(format!("{}/metrics", omni.endpoint()))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 async fn covered(omni: &Omni, cluster: &str, rev: i64) -> serde_json::Value {
     eventually(&format!("a restorable point at revision {rev}"), || {
         let p = points(omni, cluster);
@@ -204,6 +214,22 @@ async fn restores_every_recorded_moment_and_survives_a_kill_mid_segment() {
     let last = digest(&mut c, 0).await;
     let p = covered(&omni, "c1", last.0).await;
     assert_eq!(p["chains"].as_array().unwrap().len(), 1, "{p}");
+    assert!(p["newest"]["rposeconds"].as_f64().is_some(), "{p}");
+    // The same point in the metrics, for alerting on the recovery point.
+    let metrics = eventually("the restorable revision in /metrics", || {
+        let text = scrape(&omni);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("omni_continuous_restorable_revision{cluster=\"c1\"}"))?
+            .to_string();
+        let rev: f64 = line.rsplit(' ').next()?.parse().ok()?;
+        (rev >= last.0 as f64).then_some(text)
+    })
+    .await;
+    assert!(
+        metrics.contains("omni_continuous_recovery_point_seconds{cluster=\"c1\"}"),
+        "{metrics}"
+    );
 
     for (i, (rev, want)) in moments.iter().enumerate() {
         let (file, said) = download(

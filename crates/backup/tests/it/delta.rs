@@ -184,3 +184,47 @@ async fn the_watched_member_going_away_ends_the_chain_after_storing_what_came() 
     let segs = store.list_chain(CLUSTER, 1_800_000_000).await.unwrap();
     assert_eq!(segs.last().unwrap().name.to_rev, last);
 }
+
+#[tokio::test]
+async fn a_store_outage_ends_the_chain_with_a_store_error_and_no_hole() {
+    let etcd = EtcdCluster::start(1).await.unwrap();
+    let s3 = omni_testkit::S3Server::start().await.unwrap();
+    let store = BackupStore::s3(&crate::common::s3_settings(&s3)).unwrap();
+    let k = keys();
+    let m = members(&etcd);
+    let base = current_revision(&m).await.unwrap();
+    let (tx, mut rx) = watch::channel(ChainProgress::default());
+    let s = settings(base);
+    let chain = tokio::spawn({
+        let (store, m, recipient) = (store.clone(), m.clone(), k.recipient.clone());
+        async move { run_chain(&s, &m, &store, &recipient, &tx, std::future::pending()).await }
+    });
+    let mut c = etcd.client().await.unwrap();
+    let first = c
+        .put("/s", "1", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        rx.wait_for(|p| p.through_rev >= first),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let listed = store.list_chain(CLUSTER, 1_800_000_000).await.unwrap();
+    drop(s3);
+    c.put("/s", "2", None).await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(120), chain)
+        .await
+        .expect("the chain gives up on the store")
+        .unwrap();
+    assert!(matches!(end, Err(ChainEnd::Store(_))), "{end:?}");
+    // What was stored before the outage is contiguous from the base.
+    assert_eq!(listed.first().unwrap().name.from_rev, base + 1);
+    for w in listed.windows(2) {
+        assert_eq!(w[1].name.from_rev, w[0].name.to_rev + 1);
+    }
+}

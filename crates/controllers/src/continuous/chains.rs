@@ -32,6 +32,9 @@ pub(super) struct Entry {
     pub pending: Option<Base>,
     pub running: Option<Running>,
     pub last_error: Option<String>,
+    /// How far the newest chain got, also after it ended: the recovery
+    /// point keeps ageing until a new chain stores something.
+    pub last: Option<ChainProgress>,
 }
 
 #[derive(Default)]
@@ -46,6 +49,14 @@ pub(super) struct Inner {
 /// chain starts from) and the continuous controller (which runs chains).
 #[derive(Clone, Default)]
 pub struct Chains(pub(super) Arc<Mutex<Inner>>);
+
+impl std::fmt::Debug for Chains {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chains")
+            .field("clusters", &self.lock().clusters.len())
+            .finish()
+    }
+}
 
 /// A chain as the status reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,15 +120,22 @@ impl Chains {
         })
     }
 
-    /// Clusters with a running chain.
-    pub fn running(&self) -> Vec<(String, Base, ChainProgress)> {
+    /// Every continuously backed-up cluster with the newest point its
+    /// chains stored (running or ended), for the metrics.
+    pub fn points(&self) -> Vec<(String, ChainProgress)> {
         let inner = self.lock();
         inner
             .clusters
             .iter()
             .filter_map(|(c, e)| {
-                let r = e.running.as_ref()?;
-                Some((c.clone(), r.base, *r.progress.borrow()))
+                let running = e.running.as_ref().map(|r| *r.progress.borrow());
+                // A new chain that stored nothing yet covers less than
+                // the one it replaced.
+                let p = match (running, e.last) {
+                    (Some(r), Some(l)) if r.segments == 0 => l,
+                    (r, l) => r.or(l)?,
+                };
+                Some((c.clone(), p))
             })
             .collect()
     }

@@ -139,6 +139,9 @@ impl ContinuousBackupController {
         let mut inner = self.chains.lock();
         let entry = inner.clusters.entry(name.to_string()).or_default();
         if let Some(base) = entry.pending.take() {
+            if let Some(r) = &entry.running {
+                entry.last = Some(*r.progress.borrow());
+            }
             let stop = entry.running.take().and_then(|mut r| r.stop.take());
             return Plan::Start(base, stop);
         }
@@ -217,28 +220,88 @@ impl ContinuousBackupController {
                 () = abort.cancelled() => Err("interrupted at shutdown".to_string()),
             };
             let mut inner = chains.lock();
-            let current = inner
-                .clusters
-                .get(&cluster)
-                .and_then(|e| e.running.as_ref())
-                .is_some_and(|r| r.id == id);
+            let progress = *progress_tx.borrow();
+            let Some(entry) = inner.clusters.get_mut(&cluster) else {
+                return;
+            };
+            let current = entry.running.as_ref().is_some_and(|r| r.id == id);
+            if current {
+                // A chain stopped at shutdown leaves none behind: the next
+                // leadership term starts its own.
+                entry.running = None;
+                entry.last = Some(progress);
+            }
             match result {
                 Ok(()) => tracing::info!(%cluster, "delta chain stopped"),
                 Err(e) => {
                     tracing::warn!(%cluster, error = %e, "delta chain ended; a full backup starts a new one");
-                    if let Some(entry) = inner.clusters.get_mut(&cluster) {
-                        entry.last_error = Some(e);
-                        if current {
-                            entry.running = None;
-                            entry.needs_full = true;
-                        }
-                    }
+                    entry.last_error = Some(e);
                     if current {
+                        entry.needs_full = true;
                         inner.backup.poke_key(&cluster);
                     }
                 }
             }
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreChoice;
+
+    fn member(name: &str) -> MemberEndpoint {
+        MemberEndpoint {
+            name: name.into(),
+            urls: vec![format!("http://{name}:2379")],
+            tls: None,
+        }
+    }
+
+    #[test]
+    fn a_chain_is_asked_for_started_and_ended_by_a_member_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = Stores::new(StoreChoice::Local(dir.path().to_path_buf())).unwrap();
+        let chains = Chains::default();
+        let c = ContinuousBackupController::new(stores, chains.clone());
+        let ms = vec![member("a"), member("b")];
+        assert!(!chains.is_continuous("c1"));
+        assert!(matches!(c.plan("c1", &ms), Plan::WantFull(None)));
+        assert!(chains.is_continuous("c1") && chains.needs_full("c1"));
+
+        chains.full_done("c1", 100, 7);
+        assert!(!chains.needs_full("c1"));
+        let Plan::Start(base, None) = c.plan("c1", &ms) else {
+            panic!("a stored full backup starts a chain");
+        };
+        assert_eq!(
+            base,
+            Base {
+                full_unix: 100,
+                base_rev: 7
+            }
+        );
+        let (stop_tx, mut stop_rx) = oneshot::channel();
+        let (_progress_tx, progress) = watch::channel(ChainProgress::default());
+        chains.lock().clusters.get_mut("c1").unwrap().running = Some(Running {
+            id: 1,
+            base,
+            members: member_set(&ms),
+            stop: Some(stop_tx),
+            progress,
+        });
+        // The same members, ranked otherwise: the chain goes on.
+        let reordered: Vec<_> = ms.iter().rev().cloned().collect();
+        assert!(matches!(c.plan("c1", &reordered), Plan::Nothing));
+        // A member gone: the chain stops, a full backup is wanted.
+        let Plan::WantFull(Some(stop)) = c.plan("c1", &ms[..1]) else {
+            panic!("a member change ends the chain");
+        };
+        stop.send(()).unwrap();
+        assert!(stop_rx.try_recv().is_ok());
+        assert!(chains.needs_full("c1"));
+        assert_eq!(chains.status("c1").unwrap().base, None);
     }
 }
