@@ -325,3 +325,67 @@ async fn restores_every_recorded_moment_and_survives_a_kill_mid_segment() {
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Each member stopped in turn (one of them is the one watched): writes
+/// made while it is down are covered again without anyone acting, and a
+/// restore to the newest of them is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_member_ends_the_chain_and_a_new_one_covers_what_follows() {
+    let mut etcd = EtcdCluster::start(3).await.unwrap();
+    let bins = etcd_bins().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let omni = Omni::start(&[
+        "--etcd-bin",
+        path_str(&bins.etcd),
+        "--etcdutl-bin",
+        path_str(&bins.etcdutl),
+        "--etcd-backup-drill-dir",
+        path_str(&work.path().join("drills")),
+        "--etcd-backup-retry-backoff",
+        "1s",
+        "--machine-probe-interval",
+        "1s",
+    ])
+    .await;
+    register_machines(&omni, &etcd, "c1");
+    assert!(apply_cluster(&omni, "c1", CONTINUOUS).status.success());
+    let mut leases = Vec::new();
+    for i in 0..3 {
+        etcd.stop_member(i).unwrap();
+        let mut c = Client::connect(etcd.running_client_urls(), None)
+            .await
+            .unwrap();
+        // A stopped leader: writes wait for the new one.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while c.put("/probe", "x", None).await.is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no leader after stopping m{i}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        for j in 0..30u64 {
+            step(&mut c, j + 100 * i as u64, &mut leases).await;
+        }
+        let (rev, want) = digest(&mut c, 0).await;
+        covered(&omni, "c1", rev).await;
+        let name = format!("m{i}.db");
+        let (file, _) = download(
+            &omni,
+            work.path(),
+            &name,
+            &["--to-revision", &rev.to_string()],
+        );
+        assert_eq!(
+            snapshot_digest(&file).await,
+            (rev, want),
+            "member {i} stopped"
+        );
+        std::fs::remove_file(&file).unwrap();
+        etcd.start_member(i).await.unwrap();
+        etcd.wait_healthy().await.unwrap();
+    }
+    // The watched member's loss ended at least one chain.
+    let p = points(&omni, "c1");
+    assert!(p["chains"].as_array().unwrap().len() >= 2, "{p}");
+}
