@@ -388,4 +388,11 @@ async fn a_stopped_member_ends_the_chain_and_a_new_one_covers_what_follows() {
     // The watched member's loss ended at least one chain.
     let p = points(&omni, "c1");
     assert!(p["chains"].as_array().unwrap().len() >= 2, "{p}");
+    let table = omni.ctl_ok(&["etcd-backup", "points", "--cluster", "c1"]);
+    assert!(
+        table.starts_with("newest restorable point: revision "),
+        "{table}"
+    );
+    let rows = table.lines().filter(|l| l.starts_with("c1-")).count();
+    assert!(rows >= 2, "{table}");
 }

@@ -254,6 +254,18 @@ pub enum EtcdBackupCommand {
     Restore(RestoreArgs),
     /// Show which backups a retention policy would delete (dry run)
     Retention(RetentionArgs),
+    /// Show what a cluster can be restored to: its delta chains, newest restorable point and recovery point (continuous backup)
+    Points(PointsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PointsArgs {
+    /// Cluster name
+    #[arg(long)]
+    pub cluster: String,
+    /// Print the server's answer as JSON instead of a table
+    #[arg(short, long, value_parser = ["table", "json"], default_value = "table")]
+    pub output: String,
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,7 @@ pub async fn run(ctx: &Context, cmd: EtcdBackupCommand, out: &mut dyn Write) -> 
         EtcdBackupCommand::ExportKey(args) => export_key(ctx, &args, out).await,
         EtcdBackupCommand::Restore(args) => restore::run(ctx, &args, out).await,
         EtcdBackupCommand::Retention(args) => retention::run(ctx, &args, out).await,
+        EtcdBackupCommand::Points(args) => point::points(ctx, &args, out).await,
     }
 }
 

@@ -3,12 +3,14 @@
 //! a throwaway etcd, replays the delta chain up to it, and sends the
 //! result, which is written and verified like a backup download.
 
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context as _;
 
 use super::super::Context;
 use super::fetch::write_atomically;
+use crate::args::PointsArgs;
 
 /// Header the server puts its report in.
 const REPORT_HEADER: &str = "x-omni-restore-point";
@@ -103,4 +105,60 @@ pub fn describe(cluster: &str, r: &Report) -> String {
         r.segments_read,
         r.leases_dropped,
     )
+}
+
+/// `omnictl etcd-backup points`: the cluster's chains as a table (or the
+/// server's JSON), newest restorable point and recovery point first.
+pub async fn points(ctx: &Context, args: &PointsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let cluster = &args.cluster;
+    let mut stream = ctx
+        .client()?
+        .get_stream(&format!("/api/v1/etcd-restore-points/{cluster}"))
+        .await
+        .with_context(|| format!("reading the restore points of cluster {cluster}"))?
+        .body;
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        body.extend_from_slice(&chunk?);
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&body).context("unexpected restore points answer")?;
+    if args.output == "json" {
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    match v.get("newest").filter(|n| !n.is_null()) {
+        Some(n) => writeln!(
+            out,
+            "newest restorable point: revision {} at {} (recovery point {:.1} s)",
+            n["revision"],
+            n["time"].as_str().unwrap_or("?"),
+            n["rposeconds"].as_f64().unwrap_or(0.0)
+        )?,
+        None => writeln!(
+            out,
+            "cluster {cluster} has no delta chain (is backupconfiguration.continuous on?)"
+        )?,
+    }
+    writeln!(
+        out,
+        "{:<32} {:<24} {:>12} {:>12} {:<24} {:>8} {:>12}",
+        "FULL BACKUP", "FULL AT", "FROM REV", "TO REV", "UNTIL", "SEGMENTS", "BYTES"
+    )?;
+    for c in v["chains"].as_array().into_iter().flatten() {
+        let s = |k: &str| c[k].as_str().unwrap_or("").to_string();
+        writeln!(
+            out,
+            "{:<32} {:<24} {:>12} {:>12} {:<24} {:>8} {:>12}",
+            s("backup"),
+            s("fullat"),
+            c["fromrevision"],
+            c["torevision"],
+            s("until"),
+            c["segments"],
+            c["bytes"]
+        )?;
+    }
+    Ok(())
 }
