@@ -13,6 +13,7 @@
 
 mod backup;
 mod crypto;
+pub mod delta;
 mod download;
 mod error;
 mod label;

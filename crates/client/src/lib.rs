@@ -110,6 +110,8 @@ pub struct ByteStream {
     pub content_length: Option<u64>,
     /// `Content-Type`, when the server sent one.
     pub content_type: Option<String>,
+    /// Every response header, for endpoints that say more than the body.
+    pub headers: reqwest::header::HeaderMap,
     pub body: BoxStream<'static, Result<Bytes, ClientError>>,
 }
 
@@ -437,6 +439,7 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let endpoint = self.endpoint.clone();
+        let headers = resp.headers().clone();
         let body = resp
             .bytes_stream()
             .map_err(move |e| ClientError::from_reqwest(&endpoint, e))
@@ -444,6 +447,7 @@ impl Client {
         Ok(ByteStream {
             content_length,
             content_type,
+            headers,
             body,
         })
     }

@@ -14,6 +14,8 @@
 //!   throwaway etcd and writes `EtcdBackupDrillStatuses`.
 //! - [`alerts::AlertController`] derives firing alerts from those statuses,
 //!   writes `AlertStatuses` and delivers them to `AlertReceivers`.
+//! - [`continuous::ContinuousBackupController`] writes delta segments
+//!   between full backups; [`continuous::pitr`] restores to a point in time.
 
 pub mod admission;
 pub mod alerts;
@@ -21,6 +23,7 @@ pub mod backup;
 pub mod cluster;
 pub mod cluster_finalizer;
 pub mod cluster_machines;
+pub mod continuous;
 pub mod drill;
 pub mod external;
 pub mod leases;

@@ -7,6 +7,7 @@ mod config_ops;
 mod ha;
 mod listener;
 mod metrics;
+mod pitr_http;
 mod server;
 
 use clap::Parser;

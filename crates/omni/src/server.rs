@@ -90,9 +90,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             retry_backoff: config.retry_backoff,
             ..BackupSettings::default()
         };
+        let chains = metrics.chains.clone();
         runtime.register(Arc::new(
             EtcdBackupController::new(stores.clone(), settings)
-                .with_metrics(metrics.backup.clone()),
+                .with_metrics(metrics.backup.clone())
+                .with_chains(chains.clone()),
+        ))?;
+        runtime.register(Arc::new(
+            omni_controllers::continuous::ContinuousBackupController::new(stores.clone(), chains),
         ))?;
         // Retention and drills share the leases of backups being read.
         let leases = omni_controllers::leases::BackupLeases::default();
@@ -158,6 +163,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             metrics.clone(),
         ))
         .merge(crate::backup_http::router(api.clone(), source.clone()))
+        .merge(crate::pitr_http::router(
+            api.clone(),
+            source.clone(),
+            config.drill.clone(),
+        ))
         // The merged routes answer errors in the documented JSON too; the
         // console (merged after) keeps its own HTML error pages.
         .layer(axum::middleware::map_response(omni_api::json_errors));

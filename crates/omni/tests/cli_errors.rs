@@ -168,7 +168,7 @@ async fn bad_input_gets_a_named_error_and_changes_nothing() {
     let out = restore(&[]);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("--snapshot ID (the same on every member) or --latest"),
+        stderr(&out).contains("--snapshot ID (the same on every member), --latest"),
         "{}",
         stderr(&out)
     );

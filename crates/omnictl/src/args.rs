@@ -254,6 +254,18 @@ pub enum EtcdBackupCommand {
     Restore(RestoreArgs),
     /// Show which backups a retention policy would delete (dry run)
     Retention(RetentionArgs),
+    /// Show what a cluster can be restored to: its delta chains, newest restorable point and recovery point (continuous backup)
+    Points(PointsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PointsArgs {
+    /// Cluster name
+    #[arg(long)]
+    pub cluster: String,
+    /// Print the server's answer as JSON instead of a table
+    #[arg(short, long, value_parser = ["table", "json"], default_value = "table")]
+    pub output: String,
 }
 
 #[derive(Debug, Args)]
@@ -264,9 +276,15 @@ pub struct RestoreArgs {
     /// Backup id (talos-default-1702166400) or snapshot name; restore every member from the same one
     #[arg(long, conflicts_with = "latest")]
     pub snapshot: Option<String>,
-    /// The newest backup (one of --snapshot or --latest is required)
+    /// The newest backup (one of --snapshot, --latest, --to-revision or --to-time is required)
     #[arg(long)]
     pub latest: bool,
+    /// Restore to this etcd revision: the newest full backup before it plus its delta chain, replayed on the server (continuous backup)
+    #[arg(long, value_name = "N", conflicts_with_all = ["snapshot", "latest", "to_time"])]
+    pub to_revision: Option<i64>,
+    /// Restore to the cluster as it was at this time (RFC 3339, e.g. 2026-11-30T14:02:00Z; continuous backup)
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["snapshot", "latest"])]
+    pub to_time: Option<String>,
     /// The member's new data dir (must not exist or be empty)
     #[arg(long, value_name = "DIR")]
     pub data_dir: PathBuf,
@@ -323,6 +341,12 @@ pub struct DownloadArgs {
     /// Download the stored object as is (age-encrypted zstd; admins only)
     #[arg(long)]
     pub encrypted: bool,
+    /// The cluster at this etcd revision (full backup plus replayed delta chain; continuous backup)
+    #[arg(long, value_name = "N", conflicts_with_all = ["snapshot", "latest", "encrypted", "to_time"])]
+    pub to_revision: Option<i64>,
+    /// The cluster as it was at this time (RFC 3339, e.g. 2026-11-30T14:02:00Z; continuous backup)
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["snapshot", "latest", "encrypted"])]
+    pub to_time: Option<String>,
     /// Output file
     #[arg(short, long)]
     pub output: PathBuf,

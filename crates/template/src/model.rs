@@ -74,6 +74,9 @@ pub struct ClusterTemplate {
     /// `features.backupConfiguration.store` and `.secondaryStore`.
     pub backup_store: Option<String>,
     pub backup_secondary_store: Option<String>,
+    /// `features.backupConfiguration.continuous` and `.deltaInterval`:
+    /// `None` when off; inside, the delta interval when one was given.
+    pub continuous: Option<Option<Duration>>,
 }
 
 /// A `kind: ControlPlane` or `kind: Workers` document.

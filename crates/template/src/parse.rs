@@ -77,6 +77,11 @@ struct RawBackup {
     store: Option<String>,
     #[serde(default)]
     secondary_store: Option<String>,
+    #[serde(default)]
+    continuous: bool,
+    /// A Go duration (`10s`); only with `continuous`.
+    #[serde(default)]
+    delta_interval: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -289,6 +294,7 @@ fn parse_cluster(doc: &mut Doc<'_>, value: Value) -> Option<ClusterTemplate> {
     let mut restore_drill = RestoreDrill::Off;
     let mut backup_store = None;
     let mut backup_secondary_store = None;
+    let mut continuous = None;
     if let Some(backup) = raw.features.backup_configuration {
         let base = "features.backupConfiguration";
         backup_interval = cadence(
@@ -303,6 +309,7 @@ fn parse_cluster(doc: &mut Doc<'_>, value: Value) -> Option<ClusterTemplate> {
         backup_retention = retention(doc, &backup);
         restore_drill = drill(doc, backup.restore_drill.clone());
         (backup_store, backup_secondary_store) = stores(doc, &backup);
+        continuous = continuous_of(doc, &backup);
     }
     (doc.problems.len() == before).then_some(ClusterTemplate {
         document: doc.number,
@@ -318,6 +325,7 @@ fn parse_cluster(doc: &mut Doc<'_>, value: Value) -> Option<ClusterTemplate> {
         restore_drill,
         backup_store,
         backup_secondary_store,
+        continuous,
     })
 }
 
@@ -343,6 +351,27 @@ fn stores(doc: &mut Doc<'_>, backup: &RawBackup) -> (Option<String>, Option<Stri
         );
     }
     (backup.store.clone(), backup.secondary_store.clone())
+}
+
+/// `continuous` and `deltaInterval`: `None` when continuous backup is off,
+/// else the delta interval asked for (`None` inside: the default).
+fn continuous_of(doc: &mut Doc<'_>, backup: &RawBackup) -> Option<Option<Duration>> {
+    let field = "features.backupConfiguration.deltaInterval";
+    let interval = match backup.delta_interval.as_deref().map(parse_go_duration) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => {
+            doc.problem(field, e.to_string());
+            return None;
+        }
+    };
+    if interval.is_some() && !backup.continuous {
+        doc.problem(
+            field,
+            "only applies with features.backupConfiguration.continuous: true",
+        );
+    }
+    backup.continuous.then_some(interval)
 }
 
 /// Checks an `interval` / `schedule` / `timezone` trio under `base`: at

@@ -42,6 +42,8 @@ impl Template {
             restoredrill: c.restore_drill.clone(),
             store: c.backup_store.clone(),
             secondarystore: c.backup_secondary_store.clone(),
+            continuous: c.continuous.is_some(),
+            deltainterval: c.continuous.flatten().map(ProtoDuration::from_std),
         };
         spec.backupconfiguration = (conf != BackupConfiguration::default()).then_some(conf);
         spec

@@ -1,6 +1,7 @@
 //! The backup store: one interface over a local directory or an S3 bucket.
 
 mod copy;
+mod deltas;
 mod error;
 mod journal;
 mod remote;
@@ -18,6 +19,7 @@ use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjectPath;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 
+pub use deltas::DeltaObject;
 pub use error::StoreError;
 pub use journal::{JournalError, NoJournal, OpenUpload, UploadJournal};
 pub(crate) use sink::ObjectSink;

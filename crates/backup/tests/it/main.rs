@@ -2,6 +2,7 @@
 //! (s3s-fs), started by omni-testkit on loopback ports.
 
 mod common;
+mod delta;
 mod faults;
 mod journal;
 mod local;

@@ -24,6 +24,7 @@ pub(super) struct Job {
     pub run: Arc<str>,
     pub trigger: Trigger,
     pub metrics: BackupMetrics,
+    pub chains: crate::continuous::Chains,
 }
 
 /// Writes the cluster's status through the backup controller.
@@ -166,6 +167,14 @@ impl Job {
             bucket: self.store.bucket().unwrap_or_default().to_string(),
             endpoint: self.store.location().to_string(),
         });
+        // A delta chain starts after the revision read before the snapshot.
+        let base = match self.chains.is_continuous(&self.cluster) {
+            true => omni_backup::delta::current_revision(&members)
+                .await
+                .inspect_err(|e| tracing::warn!(cluster = %self.cluster, error = %e, "cannot read the revision a delta chain would start after"))
+                .ok(),
+            false => None,
+        };
         let outcome = omni_backup::take_backup_journaled(
             &self.options,
             &journal,
@@ -183,6 +192,9 @@ impl Job {
         })?;
         tracing::info!(cluster = %self.cluster, key = %outcome.key, member = %outcome.member,
             snapshot_bytes = outcome.snapshot_bytes, stored_bytes = outcome.size, "snapshot stored");
+        if let Some(rev) = base {
+            self.chains.full_done(&self.cluster, self.at.seconds, rev);
+        }
         Ok(outcome)
     }
 }

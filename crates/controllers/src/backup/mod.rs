@@ -2,6 +2,7 @@
 //! request, interval or cron schedule), runs at most N backups at once and one per
 //! cluster, and records each cluster's status.
 
+mod chain_full;
 pub mod data;
 mod job;
 pub mod members;
@@ -30,6 +31,7 @@ use omni_resources::{LabelSelector, Phase, Timestamp, LABEL_CLUSTER, NS_DEFAULT,
 use omni_runtime::{Action, BoxError, Context, Controller, Input, SINGLETON};
 
 use crate::cluster_finalizer::destroy_if_present;
+use crate::continuous::Chains;
 use crate::store::Stores;
 use crate::waitlist::WaitList;
 pub use recovery::INTERRUPTED;
@@ -97,6 +99,8 @@ pub struct EtcdBackupController {
     /// This run of the server (random), marking its upload journal entries.
     run: Arc<str>,
     metrics: metrics::BackupMetrics,
+    /// Continuous backup's chains, which start from full backups.
+    chains: Chains,
 }
 
 const NAME: &str = data::OWNER;
@@ -110,7 +114,14 @@ impl EtcdBackupController {
             global: tokio::sync::Mutex::new(()),
             run: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
             metrics: metrics::BackupMetrics::default(),
+            chains: Chains::default(),
         }
+    }
+
+    /// Shares `chains` with the continuous backup controller.
+    pub fn with_chains(mut self, chains: Chains) -> Self {
+        self.chains = chains;
+        self
     }
 
     /// Records into `metrics` (the server's, shared across leadership terms).
@@ -303,6 +314,9 @@ impl Controller for EtcdBackupController {
             }
             Some(wait) => next = Action::Requeue(wait),
             None => {}
+        }
+        if let Some(action) = self.full_for_chain(ctx, name, &st, &mut next).await? {
+            return Ok(action);
         }
         let Some(cadence) = spec.backup_cadence() else {
             self.record_next_due(ctx, name, &st, None).await?;

@@ -87,6 +87,7 @@ impl EtcdBackupController {
             run: self.run.clone(),
             trigger: Trigger::of(automatic),
             metrics: self.metrics.clone(),
+            chains: self.chains.clone(),
         };
         let memory = self.memory.clone();
         let slots = self.settings.max_concurrent;

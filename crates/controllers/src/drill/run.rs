@@ -82,6 +82,18 @@ pub async fn drill(
     identity: &Identity,
     settings: &DrillSettings,
 ) -> Result<DrillReport, DrillError> {
+    let (_ws, mut client) = start_restored(store, key, identity, settings).await?;
+    measure(&mut client).await
+}
+
+/// Backup `key` restored into a single-member etcd on loopback, healthy;
+/// the workspace owns the process and its files (dropping it ends both).
+pub(crate) async fn start_restored(
+    store: &BackupStore,
+    key: &str,
+    identity: &Identity,
+    settings: &DrillSettings,
+) -> Result<(Workspace, Client), DrillError> {
     let etcd = resolve(&settings.etcd_bin, "etcd", "--etcd-bin")?;
     let etcdutl = resolve(&settings.etcdutl_bin, "etcdutl", "--etcdutl-bin")?;
     let mut ws = Workspace::create(&settings.work_dir).map_err(DrillError::Workspace)?;
@@ -108,7 +120,7 @@ pub async fn drill(
         let log = ws.path().join(format!("etcd-{attempt}.log"));
         ws.set_etcd(EtcdProcess::spawn(cmd, &log).map_err(DrillError::Spawn)?);
         match wait_healthy(&mut ws, &client).await {
-            Ok(mut c) => return measure(&mut c).await,
+            Ok(c) => return Ok((ws, c)),
             Err(e @ DrillError::Exited { .. })
                 if e.to_string().contains("address already in use") =>
             {

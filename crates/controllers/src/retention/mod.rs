@@ -206,6 +206,14 @@ impl EtcdBackupRetentionController {
                 continue;
             }
             let id = backup_id(name, obj.created_at_unix);
+            // Its delta chain first: a chain is worthless without its base.
+            if let Err(e) = store
+                .delete_chain(&obj.cluster_uuid, obj.created_at_unix)
+                .await
+            {
+                errors.push(format!("deleting the delta chain of {id}: {e}"));
+                continue;
+            }
             match store.delete(&obj.key).await {
                 Ok(()) => {
                     tracing::info!(cluster = name, backup = %id, policy = %policy, location = %store.location(), "retention deleted backup");

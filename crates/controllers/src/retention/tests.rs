@@ -215,3 +215,34 @@ async fn a_backup_requested_with_keep_survives_the_policy() {
     assert!(st.pendingkeep.is_zero());
     assert_eq!(st.deletedtotal, 2);
 }
+
+#[tokio::test]
+async fn a_deleted_backup_takes_its_delta_chain_and_a_kept_one_keeps_it() {
+    use omni_backup::delta::keys::{segment_key, SegmentName};
+    let f = fixture(RetentionPolicy::default(), keep_last(1)).await;
+    let base = 1_700_000_000;
+    let mut segments = Vec::new();
+    for i in 0..2 {
+        let at = base + i * HOUR;
+        f.put(at);
+        for r in 0..3 {
+            let name = SegmentName {
+                full_unix: at,
+                from_rev: 10 * r + 1,
+                to_rev: 10 * r + 10,
+                until_ms: at * 1000 + r,
+            };
+            let key = segment_key(&f.uuid, &name).unwrap();
+            let path = f.root.join(&key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, b"sealed").unwrap();
+            segments.push((at, path));
+        }
+    }
+    f.run().await;
+    assert_eq!(f.listed(), vec![base + HOUR]);
+    for (at, path) in &segments {
+        assert_eq!(path.exists(), *at == base + HOUR, "{}", path.display());
+    }
+    assert_eq!(f.status().await.deletedtotal, 1);
+}

@@ -9,6 +9,7 @@
 
 #[cfg(test)]
 mod bench;
+mod chains;
 mod clusters;
 pub mod http;
 
@@ -33,6 +34,8 @@ use prometheus_client::registry::Registry;
 pub struct Metrics {
     pub backup: BackupMetrics,
     pub http: http::HttpMetrics,
+    /// Continuous backup's chains, shared across leadership terms.
+    pub chains: omni_controllers::continuous::Chains,
 }
 
 #[derive(Clone)]
@@ -68,6 +71,7 @@ async fn scrape(AxState(s): AxState<Scrape>, headers: HeaderMap) -> Result<Respo
     s.metrics.backup.register(&mut registry);
     s.metrics.http.register(&mut registry);
     clusters::register(&mut registry, s.api.state()).await?;
+    chains::register(&mut registry, &s.metrics.chains);
     let loops = s.health.loop_counts();
     let families: [LoopFamily; 3] = [
         (

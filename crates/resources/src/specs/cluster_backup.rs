@@ -51,10 +51,29 @@ pub struct BackupConfiguration {
     /// the server's `--etcd-backup-secondary-store` when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secondarystore: Option<String>,
+    /// Stream every change between full backups into delta segments, so
+    /// the cluster can be restored to any revision or second since its
+    /// oldest kept full backup (see `docs/point-in-time-restore.md`).
+    #[serde(skip_serializing_if = "is_false")]
+    pub continuous: bool,
+    /// Longest time a change waits before its delta segment is written
+    /// ([`DEFAULT_DELTA_INTERVAL`] when unset); only with `continuous`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deltainterval: Option<ProtoDuration>,
 }
+
+/// How often a continuous backup writes a delta segment unless told.
+pub const DEFAULT_DELTA_INTERVAL: Duration = Duration::from_secs(10);
+/// Bounds of `deltainterval` (inclusive).
+pub const MIN_DELTA_INTERVAL: Duration = Duration::from_secs(1);
+pub const MAX_DELTA_INTERVAL: Duration = Duration::from_secs(3600);
 
 fn is_zero(v: &i64) -> bool {
     *v == 0
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 /// When restore drills run: `false` (never), `true` (after each new
@@ -209,6 +228,38 @@ impl BackupConfiguration {
         (!d.is_zero()).then_some(Cadence::Every(d))
     }
 
+    /// The delta segment interval when continuous backup is on, else `None`.
+    pub fn delta_interval(&self) -> Option<Duration> {
+        if !self.continuous {
+            return None;
+        }
+        let d = self.deltainterval.and_then(|d| d.to_std());
+        Some(
+            d.unwrap_or(DEFAULT_DELTA_INTERVAL)
+                .clamp(MIN_DELTA_INTERVAL, MAX_DELTA_INTERVAL),
+        )
+    }
+
+    fn check_continuous(&self) -> Result<(), ValidationError> {
+        let Some(interval) = self.deltainterval else {
+            return Ok(());
+        };
+        let field = format!("{FIELD}.deltainterval");
+        if !self.continuous {
+            return Err(ValidationError::field(
+                field,
+                format!("only applies with {FIELD}.continuous: true"),
+            ));
+        }
+        check_interval(
+            &field,
+            interval,
+            MIN_DELTA_INTERVAL,
+            Some(MAX_DELTA_INTERVAL),
+            "delta interval",
+        )
+    }
+
     /// The retention counts by field name.
     fn counts(&self) -> [(&'static str, i64); 5] {
         [
@@ -256,6 +307,7 @@ impl BackupConfiguration {
     pub(crate) fn check(&self, ctx: &ValidationContext) -> Result<(), ValidationError> {
         self.check_retention()?;
         self.check_stores()?;
+        self.check_continuous()?;
         if let RestoreDrill::Scheduled(d) = &self.restoredrill {
             d.check(ctx)?;
         }

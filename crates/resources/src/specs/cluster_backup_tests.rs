@@ -286,3 +286,42 @@ fn store_names_are_checked_and_the_secondary_differs() {
     let v = serde_json::to_value(conf(r#"{"keeplast": 2}"#)).unwrap();
     assert!(v["backupconfiguration"].get("store").is_none());
 }
+
+#[test]
+fn continuous_and_its_delta_interval_are_checked_and_stay_out_when_unset() {
+    let ctx = ValidationContext::default();
+    let on = conf(r#"{"interval": {"seconds": 3600}, "continuous": true}"#);
+    assert!(on.check(&ctx).is_ok());
+    let c = on.backupconfiguration.as_ref().unwrap();
+    assert_eq!(c.delta_interval(), Some(DEFAULT_DELTA_INTERVAL));
+    let yaml = serde_json::to_string(&with_interval(3600)).unwrap();
+    assert!(
+        !yaml.contains("continuous") && !yaml.contains("deltainterval"),
+        "{yaml}"
+    );
+    let five = conf(r#"{"continuous": true, "deltainterval": {"seconds": 5}}"#);
+    assert!(five.check(&ctx).is_ok());
+    assert_eq!(
+        five.backupconfiguration.unwrap().delta_interval(),
+        Some(Duration::from_secs(5))
+    );
+    assert_eq!(
+        err(&conf(r#"{"deltainterval": {"seconds": 5}}"#)),
+        "spec.backupconfiguration.deltainterval: only applies with spec.backupconfiguration.continuous: true"
+    );
+    assert_eq!(
+        err(&conf(r#"{"continuous": true, "deltainterval": {"seconds": 0, "nanos": 5}}"#)),
+        "spec.backupconfiguration.deltainterval: delta interval must be greater than 1s, actual 5ns"
+    );
+    assert_eq!(
+        err(&conf(r#"{"continuous": true, "deltainterval": {"seconds": 7200}}"#)),
+        "spec.backupconfiguration.deltainterval: delta interval must be less than 1h0m0s, actual 2h0m0s"
+    );
+    assert_eq!(
+        with_interval(3600)
+            .backupconfiguration
+            .unwrap()
+            .delta_interval(),
+        None
+    );
+}

@@ -432,3 +432,34 @@ fn backup_stores_reach_the_cluster_spec_and_are_checked() {
     ));
     assert!(p.contains("features.backupConfiguration.store"), "{p}");
 }
+
+#[test]
+fn continuous_backup_and_its_delta_interval() {
+    let t = parse(&seed_with(
+        "    interval: 1h\n",
+        "    interval: 1h\n    continuous: true\n    deltaInterval: 5s\n",
+    ))
+    .unwrap();
+    let conf = t.cluster_spec(None).backupconfiguration.unwrap();
+    assert!(conf.continuous);
+    assert_eq!(conf.delta_interval(), Some(Duration::from_secs(5)));
+    let t = parse(&seed_with(
+        "    interval: 1h\n",
+        "    interval: 1h\n    continuous: true\n",
+    ))
+    .unwrap();
+    let conf = t.cluster_spec(None).backupconfiguration.unwrap();
+    assert_eq!((conf.continuous, conf.deltainterval), (true, None));
+    assert!(
+        !parse(SEED)
+            .unwrap()
+            .cluster_spec(None)
+            .backupconfiguration
+            .unwrap()
+            .continuous
+    );
+    assert_eq!(
+        problems(&seed_with("    interval: 1h\n", "    interval: 1h\n    deltaInterval: 5s\n")),
+        ["document 1 (Cluster): features.backupConfiguration.deltaInterval: only applies with features.backupConfiguration.continuous: true"]
+    );
+}

@@ -79,7 +79,7 @@ pub async fn fetch_scratch(
 
 /// What the local file is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(super) enum Mode {
     /// The stored object as is; synced to disk.
     Encrypted,
     /// The snapshot, its trailer checked here; synced to disk.
@@ -173,7 +173,7 @@ const WRITE_BUF: usize = 1024 * 1024;
 
 /// Streams into a temp file beside `path` (see [`Mode`]); renames only when
 /// everything checked out, so a failed download leaves nothing at `path`.
-async fn write_atomically(
+pub(super) async fn write_atomically(
     path: &Path,
     mut body: futures::stream::BoxStream<'static, Result<bytes::Bytes, omni_client::ClientError>>,
     mode: Mode,

@@ -4,6 +4,7 @@
 //! a dry run of a retention policy.
 
 mod fetch;
+mod point;
 mod restore;
 mod retention;
 
@@ -25,10 +26,21 @@ pub async fn run(ctx: &Context, cmd: EtcdBackupCommand, out: &mut dyn Write) -> 
         EtcdBackupCommand::ExportKey(args) => export_key(ctx, &args, out).await,
         EtcdBackupCommand::Restore(args) => restore::run(ctx, &args, out).await,
         EtcdBackupCommand::Retention(args) => retention::run(ctx, &args, out).await,
+        EtcdBackupCommand::Points(args) => point::points(ctx, &args, out).await,
     }
 }
 
 async fn download(ctx: &Context, args: &DownloadArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    if let Some(p) = point::Point::of(args.to_revision, args.to_time.as_deref()) {
+        let (report, sha) = point::fetch_point(ctx, &args.cluster, &p, &args.output).await?;
+        writeln!(
+            out,
+            "downloaded {} (sha256 {sha} verified)",
+            args.output.display()
+        )?;
+        writeln!(out, "{}", point::describe(&args.cluster, &report))?;
+        return Ok(());
+    }
     let got = fetch::fetch(
         ctx,
         &args.cluster,

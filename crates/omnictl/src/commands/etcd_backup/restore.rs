@@ -12,6 +12,7 @@ use anyhow::{bail, Context as _};
 
 use super::super::Context;
 use super::fetch::fetch_scratch;
+use super::point::{describe, fetch_point, Point};
 use crate::args::RestoreArgs;
 
 pub async fn run(ctx: &Context, args: &RestoreArgs, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -31,7 +32,23 @@ pub async fn run(ctx: &Context, args: &RestoreArgs, out: &mut dyn Write) -> anyh
         .tempdir_in(&parent)
         .with_context(|| format!("creating a temp dir in {}", parent.display()))?;
     let snapshot = tmp.path().join("snapshot.db");
-    let got = fetch_scratch(ctx, &args.cluster, args.snapshot.as_deref(), &snapshot).await?;
+    let point = Point::of(args.to_revision, args.to_time.as_deref());
+    let (what, sha, replay) = match &point {
+        Some(p) => {
+            let (report, sha) = fetch_point(ctx, &args.cluster, p, &snapshot).await?;
+            let what = format!("cluster {} at revision {}", args.cluster, report.revision);
+            (what, sha, Some(describe(&args.cluster, &report)))
+        }
+        None => {
+            let got =
+                fetch_scratch(ctx, &args.cluster, args.snapshot.as_deref(), &snapshot).await?;
+            (
+                format!("backup {}", got.id),
+                got.sha256.unwrap_or_default(),
+                None,
+            )
+        }
+    };
 
     let mut cmd = Command::new(&etcdutl);
     cmd.args(["snapshot", "restore"])
@@ -64,12 +81,13 @@ pub async fn run(ctx: &Context, args: &RestoreArgs, out: &mut dyn Write) -> anyh
     made.keep();
     writeln!(
         out,
-        "restored backup {} (sha256 {} verified) into {} as member {}",
-        got.id,
-        got.sha256.as_deref().unwrap_or("?"),
+        "restored {what} (sha256 {sha} verified) into {} as member {}",
         args.data_dir.display(),
         args.name
     )?;
+    if let Some(replay) = replay {
+        writeln!(out, "{replay}")?;
+    }
     Ok(())
 }
 
@@ -133,8 +151,9 @@ fn find_etcdutl(given: Option<&Path>) -> anyhow::Result<PathBuf> {
 /// the DR guide warns against `--latest` while backups keep coming: which
 /// backup is never implied.
 fn check_which(args: &RestoreArgs) -> anyhow::Result<()> {
-    if args.snapshot.is_none() && !args.latest {
-        bail!("say which backup to restore: --snapshot ID (the same on every member) or --latest");
+    let point = args.to_revision.is_some() || args.to_time.is_some();
+    if args.snapshot.is_none() && !args.latest && !point {
+        bail!("say which backup to restore: --snapshot ID (the same on every member), --latest, or a point in time with --to-revision N (the same on every member) or --to-time TIME");
     }
     Ok(())
 }
@@ -217,6 +236,8 @@ mod tests {
             initial_advertise_peer_urls: peer.into(),
             initial_cluster_token: None,
             etcdutl: None,
+            to_revision: None,
+            to_time: None,
         }
     }
 
@@ -257,7 +278,7 @@ mod tests {
         let err = check_which(&a).unwrap_err();
         assert!(
             err.to_string()
-                .contains("--snapshot ID (the same on every member) or --latest"),
+                .contains("--snapshot ID (the same on every member), --latest"),
             "{err}"
         );
         a.snapshot = Some("c-1".into());
