@@ -133,8 +133,20 @@ async fn a_failed_backup_is_announced_once_resolved_and_delivered_late_when_the_
         .iter()
         .all(|r| r.body["alert"] == "backup-failed"));
 
-    // Several failed attempts (and reconciles) and a restart later: still
-    // one firing message, since delivery state is stored.
+    // Delivery is at least once: a kill between the send and its record
+    // would send again. Once the record is stored, several failed attempts
+    // (and reconciles) and a restart later there is still one firing
+    // message.
+    eventually("the slack delivery recorded", || {
+        let s = spec(&omni, "alertstatus", "talos-default.backup-failed")?;
+        let chat = s["receivers"]
+            .as_array()?
+            .iter()
+            .find(|d| d["receiver"] == "chat")?
+            .clone();
+        (chat["sent"] != "").then_some(())
+    })
+    .await;
     more_attempts(&omni, 2).await;
     omni.restart().await;
     more_attempts(&omni, 3).await;

@@ -245,13 +245,18 @@ async fn live_scrape_counts_backups_failures_and_drills() {
         3600.0
     );
     assert!(value(&text, r#"omni_etcd_backup_interval_seconds{cluster="c2"}"#).is_none());
-    assert_eq!(
-        must(
-            &text,
-            r#"omni_etcd_backup_next_due_timestamp_seconds{cluster="c1"}"#
-        ),
-        (newest_at + 3600) as f64,
-        "the manual backup moved the next automatic one"
+    // Due one interval after the newest backup began, to the fraction of a
+    // second (the backup's id has only the whole second).
+    let began = &st["lastbackuptime"];
+    let began = began["seconds"].as_f64().unwrap() + began["nanos"].as_f64().unwrap_or(0.0) / 1e9;
+    assert_eq!(began.floor() as i64, newest_at, "{st}");
+    let due = must(
+        &text,
+        r#"omni_etcd_backup_next_due_timestamp_seconds{cluster="c1"}"#,
+    );
+    assert!(
+        (due - (began + 3600.0)).abs() < 1e-3,
+        "the manual backup moved the next automatic one: due {due}, newest began {began}"
     );
     assert_eq!(
         must(
