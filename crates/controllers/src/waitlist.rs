@@ -22,12 +22,24 @@ impl WaitList {
         }
     }
 
+    /// `cluster` got a slot by itself (reconciled for another reason while
+    /// a slot was free): it no longer waits. Waking it later instead of a
+    /// cluster that does wait would lose that wake-up, since it has nothing
+    /// left to start. Its place in the queue is dropped lazily by `take`.
+    pub fn remove(&mut self, cluster: &str) {
+        self.members.remove(cluster);
+    }
+
     /// Removes and returns the `n` clusters that waited longest.
     pub fn take(&mut self, n: usize) -> Vec<String> {
-        let n = n.min(self.order.len());
-        let out: Vec<String> = self.order.drain(..n).collect();
-        for c in &out {
-            self.members.remove(c);
+        let mut out = Vec::with_capacity(n.min(self.members.len()));
+        while out.len() < n {
+            let Some(c) = self.order.pop_front() else {
+                break;
+            };
+            if self.members.remove(&c) {
+                out.push(c);
+            }
         }
         out
     }
@@ -44,6 +56,20 @@ mod tests {
             w.push(c);
         }
         assert_eq!(w.take(2), ["a", "b"], "a waits once");
+        w.push("a");
+        assert_eq!(w.take(5), ["c", "a"]);
+        assert!(w.take(1).is_empty());
+    }
+
+    #[test]
+    fn a_cluster_that_started_by_itself_is_not_woken() {
+        let mut w = WaitList::default();
+        for c in ["a", "b", "c"] {
+            w.push(c);
+        }
+        w.remove("a");
+        assert_eq!(w.take(1), ["b"], "the wake-up goes to one that waits");
+        // Waiting again after it started by itself: it queues once.
         w.push("a");
         assert_eq!(w.take(5), ["c", "a"]);
         assert!(w.take(1).is_empty());

@@ -68,6 +68,7 @@ impl EtcdBackupController {
                 return Ok(Started::Blocked);
             }
             mem.running.insert(cluster.to_string());
+            mem.blocked.remove(cluster);
             // Two backups in one second would share a key: step past the last.
             let mut at = Timestamp::now();
             if let Some(last) = mem.newest.get(cluster) {

@@ -205,7 +205,11 @@ impl EtcdBackupDrillController {
             };
         })
         .await?;
-        self.memory().running = Some(due.cluster.clone());
+        {
+            let mut mem = self.memory();
+            mem.running = Some(due.cluster.clone());
+            mem.blocked.remove(&due.cluster);
+        }
         let lease = self.leases.lease(&due.key);
         let settings = self.settings.clone();
         let state = ctx.state.clone();
