@@ -312,9 +312,17 @@ impl AlertController {
         );
         let (retry_min, retry_max) = (self.settings.retry_min, self.settings.retry_max);
         ctx.tasks.spawn(async move {
-            let result = tokio::select! {
-                r = deliver::send(&client, &spec, &body) => Some(r),
-                _ = abort.cancelled() => None,
+            // The reconcile that chose this delivery read the status before
+            // taking the slot; a delivery that held the slot meanwhile may
+            // have sent and recorded this very state. Look again, inside
+            // the slot, so one state goes out once.
+            let result = if still_due(&store, &id, &receiver, &spec, state).await {
+                tokio::select! {
+                    r = deliver::send(&client, &spec, &body) => Some(r),
+                    _ = abort.cancelled() => None,
+                }
+            } else {
+                None
             };
             if let Some(result) = result {
                 match &result {
@@ -422,6 +430,30 @@ impl AlertController {
         }
         Ok(wake)
     }
+}
+
+/// Whether `state` is still due to `receiver` by the stored status (true
+/// when the status cannot be read: sending twice beats not sending).
+async fn still_due(
+    store: &State,
+    id: &str,
+    receiver: &str,
+    spec: &AlertReceiverSpec,
+    state: &'static str,
+) -> bool {
+    let Ok(Some((_, status))) = store.get_spec::<AlertStatusSpec>(NS_EPHEMERAL, id).await else {
+        return true;
+    };
+    status
+        .receivers
+        .iter()
+        .find(|d| d.receiver == receiver)
+        .is_none_or(|d| {
+            matches!(
+                track::due(d, spec.sendresolved, spec.resend(), Timestamp::now()),
+                Due::Now(s) if s == state
+            )
+        })
 }
 
 #[async_trait]
