@@ -10,15 +10,7 @@ use omni_testkit::EtcdCluster;
 const CLUSTERS: usize = 30;
 
 async fn reconciles(omni: &Omni, controller: &str) -> f64 {
-    let text = reqwest::Client::new()
-        .get(format!("{}/metrics", omni.endpoint()))
-        .bearer_auth(&omni.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = omni.metrics_text().await;
     let series = format!("omni_controller_reconciles_total{{controller=\"{controller}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&series))

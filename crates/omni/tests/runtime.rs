@@ -81,15 +81,7 @@ async fn first_backup_waits_for_members_and_workers_need_no_etcd() {
         spec_of(&omni, "machinestatus", "w0").is_none(),
         "a worker has no etcd member to probe"
     );
-    let metrics = reqwest::Client::new()
-        .get(format!("{}/metrics", omni.endpoint()))
-        .bearer_auth(&omni.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = omni.metrics_text().await;
     assert!(
         metrics.contains("omni_controller_crashes_total{controller=\"EtcdBackupController\"} 0"),
         "{metrics}"

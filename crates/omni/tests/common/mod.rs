@@ -203,6 +203,19 @@ impl Omni {
         path
     }
 
+    /// The `/metrics` text, scraped with the admin token.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::Client::new()
+            .get(format!("{}/metrics", self.endpoint()))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn client(&self) -> omni_client::Client {
         omni_client::Client::new(&self.endpoint(), Some(self.token.clone())).unwrap()
     }
