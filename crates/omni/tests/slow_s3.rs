@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::slow_proxy::slow_proxy;
+use common::slow_proxy::{slow_proxy_with, Slow};
 use common::*;
 use omni_testkit::{EtcdCluster, S3Server};
 
@@ -53,7 +53,7 @@ async fn a_slow_store_hits_the_backup_timeout_and_recovers() {
     }
     let s3 = S3Server::start().await.unwrap();
     let delay = Arc::new(AtomicU64::new(0));
-    let proxy = slow_proxy(s3.port(), delay.clone()).await;
+    let proxy = slow_proxy_with(s3.port(), delay.clone(), Slow::Server).await;
     let omni = Omni::start(&[
         "--etcd-backup-s3",
         "--etcd-backup-tick",
@@ -73,8 +73,8 @@ async fn a_slow_store_hits_the_backup_timeout_and_recovers() {
     backup(&omni, 1).await;
 
     // 2 MiB through 64 KiB chunks at 250 ms each: 8s, far beyond the 2s
-    // timeout. The proxy still delivers the whole request after omni gave
-    // up, as a slow network can: omni must remove that late object.
+    // timeout. The slow server has the whole request and stores it after
+    // omni gave up: omni must remove that late object.
     delay.store(250, Ordering::SeqCst);
     let st = backup(&omni, 2).await;
     assert!(
