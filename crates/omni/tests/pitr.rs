@@ -396,3 +396,114 @@ async fn a_stopped_member_ends_the_chain_and_a_new_one_covers_what_follows() {
     let rows = table.lines().filter(|l| l.starts_with("c1-")).count();
     assert!(rows >= 2, "{table}");
 }
+
+/// A drill of a continuous cluster proves its newest restorable point:
+/// the full backup with the chain replayed, its revision and time in the
+/// drill status. A damaged segment fails the drill, naming the segment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_proves_the_newest_point_and_names_a_damaged_segment() {
+    let etcd = EtcdCluster::start(1).await.unwrap();
+    let bins = etcd_bins().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let omni = Omni::start(&[
+        "--etcd-bin",
+        path_str(&bins.etcd),
+        "--etcdutl-bin",
+        path_str(&bins.etcdutl),
+        "--etcd-backup-drill-dir",
+        path_str(&work.path().join("drills")),
+        "--etcd-backup-drill-timeout",
+        "60s",
+        "--etcd-backup-min-interval",
+        "1s",
+        "--etcd-backup-tick",
+        "1s",
+    ])
+    .await;
+    register_machines(&omni, &etcd, "c1");
+    let conf = format!("{CONTINUOUS}    restoredrill:\n      interval:\n        seconds: 2\n");
+    assert!(apply_cluster(&omni, "c1", &conf).status.success());
+    let mut c = etcd.client().await.unwrap();
+    let first = digest(&mut c, 0).await;
+    covered(&omni, "c1", first.0).await;
+    // Written after the full backup: only a replay of the chain has them.
+    let before_writes = now();
+    for i in 0..30 {
+        c.put(format!("/drill/{i}"), format!("v{i}"), None)
+            .await
+            .unwrap();
+    }
+    c.delete("/drill/0", None).await.unwrap();
+    let keys = c
+        .get(
+            "",
+            Some(GetOptions::new().with_all_keys().with_count_only()),
+        )
+        .await
+        .unwrap()
+        .count();
+    let (rev, _) = digest(&mut c, 0).await;
+    covered(&omni, "c1", rev).await;
+    let st = eventually(&format!("a drill proving revision {rev}"), || {
+        spec(&omni, "etcdbackupdrillstatus", "c1")
+            .filter(|s| s["status"] == 1 && s["pointrevision"] == rev)
+    })
+    .await;
+    assert_eq!(st["revision"], rev, "{st}");
+    assert_eq!(st["keys"], keys, "{st}");
+    assert!(st["segments"].as_u64().unwrap() >= 1, "{st}");
+    // The point is when omni had the last write, so after they began.
+    assert!(
+        st["pointat"]["seconds"].as_i64().unwrap() >= before_writes,
+        "{st}"
+    );
+
+    // Damage the segment holding the writes: the next drill fails on it.
+    let chain_dir = std::fs::read_dir(omni.data_dir().join("backups"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("deltas"))
+        .find(|p| p.is_dir())
+        .unwrap();
+    let segment = common_files(&chain_dir)
+        .into_iter()
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            let mut parts = name.split('-');
+            let from = i64::from_str_radix(parts.next().unwrap(), 16).unwrap();
+            let to = i64::from_str_radix(parts.next().unwrap(), 16).unwrap();
+            from <= rev && rev <= to
+        })
+        .expect("the segment holding the last write");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&segment, bytes).unwrap();
+    let name = segment.file_name().unwrap().to_string_lossy().to_string();
+    let st = eventually("a drill failing on the damaged segment", || {
+        spec(&omni, "etcdbackupdrillstatus", "c1").filter(|s| s["status"] == 2)
+    })
+    .await;
+    let error = st["error"].as_str().unwrap();
+    assert!(
+        error.contains("delta segment") && error.contains(&name),
+        "{st}"
+    );
+}
+
+/// Every file below `dir`.
+fn common_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
