@@ -507,3 +507,69 @@ fn common_files(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// The chain directories of the only cluster in `omni`'s local store,
+/// newest base first (names sort so), and the cluster's directory.
+fn chain_dirs(omni: &Omni) -> (std::path::PathBuf, Vec<String>) {
+    let cluster_dir = std::fs::read_dir(omni.data_dir().join("backups"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("deltas").is_dir())
+        .unwrap();
+    let mut stems: Vec<String> = std::fs::read_dir(cluster_dir.join("deltas"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    stems.sort();
+    (cluster_dir, stems)
+}
+
+/// Full backups deleted behind omni's back (by hand, a bucket lifecycle):
+/// retention deletes the chain of the older one, but never the chain
+/// still being written, even though its base is gone too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_whose_full_backup_vanished_is_deleted_but_not_the_live_one() {
+    let etcd = EtcdCluster::start(1).await.unwrap();
+    let omni = Omni::start(&["--etcd-backup-retention-interval", "1s"]).await;
+    register_machines(&omni, &etcd, "c1");
+    assert!(apply_cluster(&omni, "c1", CONTINUOUS).status.success());
+    let mut c = etcd.client().await.unwrap();
+    c.put("/a", "1", None).await.unwrap();
+    covered(&omni, "c1", digest(&mut c, 0).await.0).await;
+    manual_backup(&omni, "c1", false).await;
+    c.put("/b", "2", None).await.unwrap();
+    let rev = digest(&mut c, 0).await.0;
+    eventually("a second chain with the write", || {
+        let p = points(&omni, "c1");
+        let chains = p["chains"].as_array()?;
+        (chains.len() == 2 && chains[0]["torevision"].as_i64()? >= rev).then_some(())
+    })
+    .await;
+    let (cluster_dir, stems) = chain_dirs(&omni);
+    assert_eq!(stems.len(), 2, "{stems:?}");
+    let (live, old) = (&stems[0], &stems[1]);
+    for stem in [live, old] {
+        std::fs::remove_file(cluster_dir.join(format!("{stem}.snapshot"))).unwrap();
+    }
+    eventually("the orphaned chain deleted", || {
+        (!cluster_dir.join("deltas").join(old).exists()).then_some(())
+    })
+    .await;
+    // Retention ran again since, and the live chain is still written.
+    let gone_at = now();
+    eventually("another retention run", || {
+        let st = spec(&omni, "etcdbackupretentionstatus", "c1")?;
+        (st["lastrun"]["seconds"].as_i64()? > gone_at + 1).then_some(())
+    })
+    .await;
+    let live_dir = cluster_dir.join("deltas").join(live);
+    let before = std::fs::read_dir(&live_dir).unwrap().count();
+    c.put("/c", "3", None).await.unwrap();
+    eventually("the live chain growing", || {
+        (std::fs::read_dir(&live_dir).ok()?.count() > before).then_some(())
+    })
+    .await;
+    assert_eq!(chain_dirs(&omni).1, std::slice::from_ref(live));
+}

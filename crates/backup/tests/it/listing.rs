@@ -145,3 +145,71 @@ async fn local_listing_skips_segments_and_temp_files() {
     );
     assert_eq!(store.list_chain(CLUSTER, full).await.unwrap().len(), 50);
 }
+
+/// Three chains with five segments each; the full backups of `gone` and
+/// `live` deleted by hand.
+fn orphaned_layout(root: &Path) -> [i64; 3] {
+    let (kept, gone, live) = (1_800_000_000, 1_800_003_600, 1_800_007_200);
+    std::fs::create_dir_all(root.join(CLUSTER)).unwrap();
+    for at in [kept, gone, live] {
+        std::fs::write(root.join(format_key(CLUSTER, at).unwrap()), b"full").unwrap();
+        write_segments(root, at, 5);
+    }
+    for at in [gone, live] {
+        std::fs::remove_file(root.join(format_key(CLUSTER, at).unwrap())).unwrap();
+    }
+    [kept, gone, live]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_chains_go_but_not_the_live_one_nor_on_a_store_error() {
+    let mut s3 = S3Server::start().await.expect("s3");
+    let store = BackupStore::s3(&s3_settings(&s3)).unwrap();
+    let [kept, gone, live] = orphaned_layout(&s3.bucket_dir());
+
+    // A store that does not answer is not a store without the base.
+    s3.stop();
+    assert!(store.delete_orphan_chains(CLUSTER, &[live]).await.is_err());
+    s3.restart().await.unwrap();
+    assert_eq!(
+        store.list_chain_bases(CLUSTER).await.unwrap(),
+        [kept, gone, live]
+    );
+
+    assert_eq!(
+        store.delete_orphan_chains(CLUSTER, &[live]).await.unwrap(),
+        [gone]
+    );
+    assert_eq!(store.list_chain_bases(CLUSTER).await.unwrap(), [kept, live]);
+    assert!(store.list_chain(CLUSTER, gone).await.unwrap().is_empty());
+    assert_eq!(store.list_chain(CLUSTER, kept).await.unwrap().len(), 5);
+    assert_eq!(store.list_chain(CLUSTER, live).await.unwrap().len(), 5);
+    assert!(store
+        .delete_orphan_chains(CLUSTER, &[live])
+        .await
+        .unwrap()
+        .is_empty());
+    // Once the chain is no longer written, it goes too.
+    assert_eq!(
+        store.delete_orphan_chains(CLUSTER, &[]).await.unwrap(),
+        [live]
+    );
+    assert_eq!(store.list_chain_bases(CLUSTER).await.unwrap(), [kept]);
+}
+
+#[tokio::test]
+async fn a_local_orphan_chain_leaves_no_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BackupStore::local(dir.path()).unwrap();
+    let [kept, gone, live] = orphaned_layout(dir.path());
+    assert_eq!(
+        store.delete_orphan_chains(CLUSTER, &[live]).await.unwrap(),
+        [gone]
+    );
+    assert_eq!(store.list_chain_bases(CLUSTER).await.unwrap(), [kept, live]);
+    assert!(store
+        .delete_orphan_chains(CLUSTER, &[live])
+        .await
+        .unwrap()
+        .is_empty());
+}
