@@ -19,6 +19,7 @@ use omni_backup::delta::format::{self, Op, Revision};
 use omni_backup::digest::TrailerVerifier;
 use omni_backup::store::DeltaObject;
 use omni_backup::{BackupObject, BackupStore, Identity, StoreError};
+pub use omni_resources::pitr::PitrReport;
 
 use crate::drill::guard::Workspace;
 use crate::drill::run::{measure, start_restored};
@@ -31,30 +32,6 @@ pub enum Target {
     Revision(i64),
     /// Every revision omni had received by this time (unix ms).
     TimeMs(i64),
-}
-
-/// What a point-in-time restore produced.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PitrReport {
-    /// Time of the full backup it started from (unix seconds).
-    pub full_unix: i64,
-    /// Revision held by that full snapshot.
-    pub snapshot_revision: i64,
-    /// Revision of the result.
-    pub revision: i64,
-    /// When omni received that revision (unix ms); the full backup's
-    /// time when no revision was replayed.
-    pub point_ms: i64,
-    /// `point_ms` in RFC 3339.
-    pub point: String,
-    pub replayed_revisions: u64,
-    pub replayed_events: u64,
-    /// Puts whose lease was granted after the full backup: restored
-    /// without a lease.
-    pub leases_dropped: u64,
-    pub segments_read: u64,
-    /// SHA-256 of the resulting db (etcd's trailer, verified).
-    pub sha256: String,
 }
 
 #[derive(Debug, thiserror::Error)]
