@@ -64,7 +64,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "writes={n} last_revision={last} last_ack_ms={last_ack_ms} seconds={:.1}{}",
         start.elapsed().as_secs_f64(),
-        error.map(|e| format!(" stopped_by={e:?}")).unwrap_or_default()
+        error
+            .map(|e| format!(" stopped_by={e:?}"))
+            .unwrap_or_default()
     );
     Ok(())
 }

@@ -112,6 +112,21 @@ async fn a_local_listing_reads_the_cluster_directory_only() {
     }
     // Two backups and the `deltas` directory, with 0 or 2,000 segments below.
     assert_eq!(seen, [2, 3, 3]);
+    assert!(
+        store.list_level(CLUSTER).await.unwrap().1,
+        "the chains are seen"
+    );
+    let other = "1b7c3c59-6a2e-4c1f-9d0e-2f6a1b2c3d4e";
+    std::fs::create_dir_all(dir.path().join(other)).unwrap();
+    std::fs::write(
+        dir.path().join(format_key(other, fulls[0]).unwrap()),
+        b"full",
+    )
+    .unwrap();
+    assert!(
+        !store.list_level(other).await.unwrap().1,
+        "no chain, none seen"
+    );
     entries.store(0, Ordering::SeqCst);
     assert_eq!(store.list_deltas(CLUSTER).await.unwrap().len(), 2_000);
     assert!(

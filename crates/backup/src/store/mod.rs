@@ -308,6 +308,18 @@ impl BackupStore {
     /// # Errors
     /// An invalid cluster id, or the listing failing.
     pub async fn list(&self, cluster_uuid: &str) -> Result<Vec<BackupObject>, StoreError> {
+        Ok(self.list_level(cluster_uuid).await?.0)
+    }
+
+    /// As [`BackupStore::list`], and whether the cluster has any delta
+    /// chain (its `deltas/` level holds something), from the same listing.
+    ///
+    /// # Errors
+    /// As [`BackupStore::list`].
+    pub async fn list_level(
+        &self,
+        cluster_uuid: &str,
+    ) -> Result<(Vec<BackupObject>, bool), StoreError> {
         validate_cluster_id(cluster_uuid)?;
         let prefix = ObjectPath::from(cluster_uuid);
         let listed = self
@@ -315,6 +327,8 @@ impl BackupStore {
             .list_with_delimiter(Some(&prefix))
             .await
             .map_err(|e| self.ctx.classify("list", cluster_uuid, e))?;
+        let deltas = format!("{cluster_uuid}/{}", crate::delta::keys::DELTA_DIR);
+        let has_chains = listed.common_prefixes.iter().any(|p| p.as_ref() == deltas);
         let mut out = Vec::new();
         for meta in listed.objects {
             let key = meta.location.to_string();
@@ -335,7 +349,7 @@ impl BackupStore {
                 .cmp(&a.created_at_unix)
                 .then_with(|| a.key.cmp(&b.key))
         });
-        Ok(out)
+        Ok((out, has_chains))
     }
 
     /// Whether an object exists under `key`.

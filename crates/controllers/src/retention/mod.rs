@@ -118,7 +118,7 @@ impl EtcdBackupRetentionController {
             .await?
             .map(|(_, s)| s)
             .unwrap_or_default();
-        let objects = match store.list(&data.clusteruuid).await {
+        let (objects, has_chains) = match store.list_level(&data.clusteruuid).await {
             Ok(o) => o,
             Err(e) => {
                 let msg = format!("listing backups: {e}");
@@ -151,8 +151,9 @@ impl EtcdBackupRetentionController {
         let (deleted, mut errors) = self
             .prune(&store, name, &objects, &policy, &pinned, now)
             .await;
-        if let Some(chains) = &self.chains {
-            // Chains live in the primary store only.
+        // Chains live in the primary store only; a cluster that never had
+        // one costs no listing more.
+        if let (Some(chains), true) = (&self.chains, has_chains) {
             let live = chains.live_bases(name);
             if let Err(e) = store.delete_orphan_chains(&data.clusteruuid, &live).await {
                 errors.push(format!(
