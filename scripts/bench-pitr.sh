@@ -7,16 +7,23 @@
 # the time of a point-in-time restore to the last write (full backup +
 # replay of everything the load wrote).
 #   scripts/bench-pitr.sh [SECONDS] [RATE...]      (default 60 s; 100 1000)
+# With DESTROY=1 the etcd is SIGKILLed at a random moment of the load
+# instead, and it prints what was lost: the acknowledged writes after the
+# newest restorable point, and the time between the last acknowledged
+# write and that point (the test only checks that nothing omni reported as
+# stored is lost). PROFILE=dev runs debug builds (no release build needed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-60}"; shift || true
 RATES=("${@:-100 1000}"); RATES=(${RATES[@]})
 eval "$(scripts/setup-test-deps.sh)"
-cargo build --release -q -p omni -p omnictl --bins
-cargo build --release -q -p omni-backup --example pitr_load
-OMNI=target/release/omni
-OMNICTL=target/release/omnictl
-LOAD=target/release/examples/pitr_load
+PROFILE="${PROFILE:-release}"; DESTROY="${DESTROY:-}"
+dir=$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
+cargo build --profile "$PROFILE" -q -p omni -p omnictl --bins
+cargo build --profile "$PROFILE" -q -p omni-backup --example pitr_load
+OMNI=target/$dir/omni
+OMNICTL=target/$dir/omnictl
+LOAD=target/$dir/examples/pitr_load
 ETCD=$OMNI_TEST_ETCD_BIN
 ETCDCTL=$OMNI_TEST_ETCDCTL_BIN
 work=$(mktemp -d)
@@ -68,6 +75,11 @@ YAML
   c0=$(cpu_ticks "$omni_pid"); t0=$(date +%s.%N)
   "$LOAD" "$ep" "$RATE" "$SECS" > "$d/load.out" &
   load_pid=$!
+  if [ -n "$DESTROY" ]; then
+    # A moment between 30 % and 90 % of the load, not chosen by anyone.
+    at=$(python3 -c "import random; print(round($SECS * random.uniform(0.3, 0.9), 2))")
+    (sleep "$at"; kill -9 "$etcd_pid") &
+  fi
   : > "$d/rpo"; rss_max=0
   while kill -0 "$load_pid" 2>/dev/null; do
     curl -fsS -H "Authorization: Bearer $OMNICTL_TOKEN" "$OMNICTL_ENDPOINT/metrics" \
@@ -77,6 +89,28 @@ YAML
   done
   wait "$load_pid"
   c1=$(cpu_ticks "$omni_pid"); t1=$(date +%s.%N)
+  if [ -n "$DESTROY" ]; then
+    # The chain ends after storing what it received; then the full backup
+    # a new chain needs is tried, and fails with etcd gone.
+    for _ in $(seq 600); do
+      "$OMNICTL" get etcdbackupstatus bench -o json 2>/dev/null | grep -q '"status": 2' && break; sleep 0.2
+    done
+    points | python3 -c '
+import json, re, sys
+from datetime import datetime
+load = open(sys.argv[1]).read()
+rate = int(sys.argv[2])
+last = int(re.search(r"last_revision=(\d+)", load).group(1))
+ack = int(re.search(r"last_ack_ms=(\d+)", load).group(1)) / 1000
+n = json.load(sys.stdin)["newest"]
+rev = n["revision"]
+point = datetime.fromisoformat(n["time"].replace("Z", "+00:00")).timestamp()
+print(f"{rate:5d} writes/s, etcd destroyed: last acknowledged write rev {last}, newest restorable rev {rev}: "
+      f"{max(0, last - rev)} revisions lost; last acknowledged write {ack - point:+.2f} s after the newest restorable point")
+' "$d/load.out" "$RATE"
+    kill "$omni_pid" 2>/dev/null || true; wait "$omni_pid" 2>/dev/null || true
+    rm -rf "$d"; continue
+  fi
   last=$(sed -n 's/.*last_revision=\([0-9]*\).*/\1/p' "$d/load.out")
   for _ in $(seq 600); do
     rev=$(points | python3 -c 'import json,sys; n=json.load(sys.stdin)["newest"]; print(n["revision"] if n else 0)')

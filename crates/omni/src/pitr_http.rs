@@ -22,8 +22,7 @@ use omni_resources::Timestamp;
 use tokio::sync::Semaphore;
 use tokio_util::io::ReaderStream;
 
-/// Header carrying the restore's report (JSON) with the snapshot.
-pub const REPORT_HEADER: &str = "x-omni-restore-point";
+pub use omni_resources::pitr::REPORT_HEADER;
 
 #[derive(Clone)]
 struct Ctx {

@@ -97,7 +97,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .with_chains(chains.clone()),
         ))?;
         runtime.register(Arc::new(
-            omni_controllers::continuous::ContinuousBackupController::new(stores.clone(), chains),
+            omni_controllers::continuous::ContinuousBackupController::new(
+                stores.clone(),
+                chains.clone(),
+            ),
         ))?;
         // Retention and drills share the leases of backups being read.
         let leases = omni_controllers::leases::BackupLeases::default();
@@ -106,7 +109,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 stores.clone(),
                 leases.clone(),
                 config.retention.clone(),
-            ),
+            )
+            .with_chains(chains),
         ))?;
         runtime.register(Arc::new(
             omni_controllers::drill::EtcdBackupDrillController::new(

@@ -8,6 +8,7 @@ pub mod duration;
 pub mod kinds;
 pub mod labels;
 pub mod meta;
+pub mod pitr;
 pub mod retention;
 pub mod specs;
 pub mod unique;

@@ -42,6 +42,13 @@ impl Timestamp {
         Timestamp { seconds, nanos: 0 }
     }
 
+    pub fn from_unix_ms(ms: i64) -> Self {
+        Timestamp {
+            seconds: ms.div_euclid(1000),
+            nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+        }
+    }
+
     pub fn is_zero(&self) -> bool {
         self.seconds == 0 && self.nanos == 0
     }

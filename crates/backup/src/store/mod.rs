@@ -300,15 +300,37 @@ impl BackupStore {
     /// The backups of `cluster_uuid`, newest first. Follows pagination to the end.
     /// Objects whose names are not backup keys (e.g. temp files) are skipped.
     ///
+    /// Only the cluster's own level is read (S3: `ListObjectsV2` with delimiter
+    /// `/`; local: the one directory): a continuous cluster keeps thousands of
+    /// delta segments a day below `deltas/`, and listing its backups must not
+    /// page through them.
+    ///
     /// # Errors
     /// An invalid cluster id, or the listing failing.
     pub async fn list(&self, cluster_uuid: &str) -> Result<Vec<BackupObject>, StoreError> {
+        Ok(self.list_level(cluster_uuid).await?.0)
+    }
+
+    /// As [`BackupStore::list`], and whether the cluster has any delta
+    /// chain (its `deltas/` level holds something), from the same listing.
+    ///
+    /// # Errors
+    /// As [`BackupStore::list`].
+    pub async fn list_level(
+        &self,
+        cluster_uuid: &str,
+    ) -> Result<(Vec<BackupObject>, bool), StoreError> {
         validate_cluster_id(cluster_uuid)?;
         let prefix = ObjectPath::from(cluster_uuid);
-        let mut stream = self.store.list(Some(&prefix));
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map_err(|e| self.ctx.classify("list", cluster_uuid, e))?;
+        let deltas = format!("{cluster_uuid}/{}", crate::delta::keys::DELTA_DIR);
+        let has_chains = listed.common_prefixes.iter().any(|p| p.as_ref() == deltas);
         let mut out = Vec::new();
-        while let Some(meta) = stream.next().await {
-            let meta = meta.map_err(|e| self.ctx.classify("list", cluster_uuid, e))?;
+        for meta in listed.objects {
             let key = meta.location.to_string();
             match parse_key(&key) {
                 Ok((cluster, created)) if cluster == cluster_uuid => out.push(BackupObject {
@@ -327,7 +349,7 @@ impl BackupStore {
                 .cmp(&a.created_at_unix)
                 .then_with(|| a.key.cmp(&b.key))
         });
-        Ok(out)
+        Ok((out, has_chains))
     }
 
     /// Whether an object exists under `key`.
@@ -462,3 +484,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "list_tests.rs"]
+mod list_tests;

@@ -5,6 +5,7 @@ mod common;
 mod delta;
 mod faults;
 mod journal;
+mod listing;
 mod local;
 mod s3;
 mod tls;

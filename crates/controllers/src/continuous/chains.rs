@@ -120,6 +120,21 @@ impl Chains {
         })
     }
 
+    /// The full backups that `cluster`'s chain is based on while it is
+    /// written or about to start: retention leaves those chains alone even
+    /// when their base is gone.
+    pub fn live_bases(&self, cluster: &str) -> Vec<i64> {
+        let inner = self.lock();
+        let Some(e) = inner.clusters.get(cluster) else {
+            return Vec::new();
+        };
+        let running = e.running.as_ref().map(|r| r.base.full_unix);
+        running
+            .into_iter()
+            .chain(e.pending.map(|b| b.full_unix))
+            .collect()
+    }
+
     /// Every continuously backed-up cluster with the newest point its
     /// chains stored (running or ended), for the metrics.
     pub fn points(&self) -> Vec<(String, ChainProgress)> {

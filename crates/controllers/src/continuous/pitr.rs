@@ -19,9 +19,11 @@ use omni_backup::delta::format::{self, Op, Revision};
 use omni_backup::digest::TrailerVerifier;
 use omni_backup::store::DeltaObject;
 use omni_backup::{BackupObject, BackupStore, Identity, StoreError};
+pub use omni_resources::pitr::PitrReport;
 
-use crate::drill::run::start_restored;
-use crate::drill::{DrillError, DrillSettings};
+use crate::drill::guard::Workspace;
+use crate::drill::run::{measure, start_restored};
+use crate::drill::{DrillError, DrillReport, DrillSettings};
 
 /// Where to restore to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,30 +32,6 @@ pub enum Target {
     Revision(i64),
     /// Every revision omni had received by this time (unix ms).
     TimeMs(i64),
-}
-
-/// What a point-in-time restore produced.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PitrReport {
-    /// Time of the full backup it started from (unix seconds).
-    pub full_unix: i64,
-    /// Revision held by that full snapshot.
-    pub snapshot_revision: i64,
-    /// Revision of the result.
-    pub revision: i64,
-    /// When omni received that revision (unix ms); the full backup's
-    /// time when no revision was replayed.
-    pub point_ms: i64,
-    /// `point_ms` in RFC 3339.
-    pub point: String,
-    pub replayed_revisions: u64,
-    pub replayed_events: u64,
-    /// Puts whose lease was granted after the full backup: restored
-    /// without a lease.
-    pub leases_dropped: u64,
-    pub segments_read: u64,
-    /// SHA-256 of the resulting db (etcd's trailer, verified).
-    pub sha256: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -232,10 +210,50 @@ async fn attempt(
     settings: &DrillSettings,
     out: &Path,
 ) -> Result<PitrReport, Attempt> {
+    let (ws, mut client, mut report) =
+        replay(store, chain, identity, Some(target), settings).await?;
+    report.sha256 = save_snapshot(&mut client, out).await?;
+    drop(ws);
+    Ok(report)
+}
+
+/// Drills the newest point of `chain`: its full backup restored and every
+/// segment listed in it replayed (a drill proves the newest restorable
+/// point, not only the full backup). Returns what the restored etcd holds
+/// and the point reached; no snapshot file is kept.
+///
+/// # Errors
+/// The step that failed; a segment that does not open or decode is named.
+pub async fn drill_chain(
+    store: &BackupStore,
+    chain: &Chain,
+    identity: &Identity,
+    settings: &DrillSettings,
+) -> Result<(DrillReport, PitrReport), PitrError> {
+    let (ws, mut client, report) = match replay(store, chain, identity, None, settings).await {
+        Ok(r) => r,
+        Err(Attempt::Failed(e)) => return Err(e),
+        Err(Attempt::TooNew(why)) => return Err(PitrError::Replay(why)),
+    };
+    let measured = measure(&mut client).await?;
+    drop(ws);
+    Ok((measured, report))
+}
+
+/// The chain's full backup restored into a throwaway etcd and its
+/// revisions replayed up to `target` (to its end when `None`). The
+/// workspace owns the etcd: dropping it ends the etcd.
+async fn replay(
+    store: &BackupStore,
+    chain: &Chain,
+    identity: &Identity,
+    target: Option<Target>,
+    settings: &DrillSettings,
+) -> Result<(Workspace, Client, PitrReport), Attempt> {
     let (ws, mut client) = start_restored(store, &chain.full.key, identity, settings).await?;
     let replay = |e: etcd_client::Error| PitrError::Replay(e.to_string());
     let snap_rev = revision(&mut client).await.map_err(replay)?;
-    if let Target::Revision(n) = target {
+    if let Some(Target::Revision(n)) = target {
         if snap_rev > n {
             return Err(Attempt::TooNew(format!(
                 "the full backup at {} already holds revision {snap_rev}",
@@ -276,7 +294,7 @@ async fn attempt(
         }
         for rev in &segment.revisions {
             if rev.rev <= snap_rev {
-                if let Target::TimeMs(t) = target {
+                if let Some(Target::TimeMs(t)) = target {
                     if rev.at_ms > t {
                         return Err(Attempt::TooNew(format!(
                             "the full backup at {} already holds revision {} received at {}",
@@ -289,13 +307,19 @@ async fn attempt(
                 continue;
             }
             let past = match target {
-                Target::Revision(n) => rev.rev > n,
-                Target::TimeMs(t) => rev.at_ms > t,
+                Some(Target::Revision(n)) => rev.rev > n,
+                Some(Target::TimeMs(t)) => rev.at_ms > t,
+                None => false,
             };
             if past {
                 break 'segments;
             }
             apply(&mut client, rev, &leases, &mut report).await?;
+        }
+        if target.is_none() {
+            // The whole chain: its point is where its last segment ends,
+            // also when that segment only covers time.
+            report.point_ms = report.point_ms.max(seg.name.until_ms);
         }
     }
     let now = revision(&mut client).await.map_err(replay)?;
@@ -305,7 +329,7 @@ async fn attempt(
             report.revision
         ))));
     }
-    if let Target::Revision(n) = target {
+    if let Some(Target::Revision(n)) = target {
         if report.revision != n {
             return Err(Attempt::Failed(PitrError::Replay(format!(
                 "the chain ends at revision {} before revision {n}",
@@ -314,9 +338,7 @@ async fn attempt(
         }
     }
     report.point = rfc3339(report.point_ms);
-    report.sha256 = save_snapshot(&mut client, out).await?;
-    drop(ws);
-    Ok(report)
+    Ok((ws, client, report))
 }
 
 async fn revision(client: &mut Client) -> Result<i64, etcd_client::Error> {

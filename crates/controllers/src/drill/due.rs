@@ -68,6 +68,30 @@ pub fn wait_until(at: Timestamp, now: Timestamp) -> Duration {
     }
 }
 
+/// For a continuous cluster drilled after each backup: how much longer to
+/// wait for the new backup's chain to store its first segment, so that the
+/// drill proves the join of the full backup and its chain too, not the
+/// full backup alone. `None`: drill now (a chain exists, the cluster is
+/// drilled on a schedule, or the chain is late and the full backup is
+/// drilled by itself rather than never).
+pub fn chain_wait(
+    has_segments: bool,
+    mode: &DrillMode,
+    delta_interval: Duration,
+    full_unix: i64,
+    now: Timestamp,
+) -> Option<Duration> {
+    if has_segments || !matches!(mode, DrillMode::AfterEachBackup) {
+        return None;
+    }
+    let grace = i64::try_from((delta_interval * 2).as_secs()).unwrap_or(i64::MAX);
+    let wait = wait_until(
+        Timestamp::from_unix(full_unix.saturating_add(grace).saturating_add(5)),
+        now,
+    );
+    (!wait.is_zero()).then_some(wait)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +154,21 @@ mod tests {
             wait_until(Timestamp::from_unix(10), Timestamp::from_unix(40)),
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn a_new_chain_is_awaited_a_little_before_a_drill_after_a_backup() {
+        let ten = Duration::from_secs(10);
+        let after = DrillMode::AfterEachBackup;
+        let now = Timestamp::from_unix(1003);
+        assert_eq!(
+            chain_wait(false, &after, ten, 1000, now),
+            Some(Duration::from_secs(22))
+        );
+        assert_eq!(chain_wait(true, &after, ten, 1000, now), None);
+        let late = Timestamp::from_unix(1025);
+        assert_eq!(chain_wait(false, &after, ten, 1000, late), None);
+        let hourly = DrillMode::Scheduled(Cadence::Every(Duration::from_secs(3600)));
+        assert_eq!(chain_wait(false, &hourly, ten, 1000, now), None);
     }
 }

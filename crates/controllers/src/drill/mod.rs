@@ -26,6 +26,7 @@ use omni_runtime::{Action, BoxError, Context, Controller, Input};
 use omni_state::State;
 
 use crate::backup::data;
+use crate::continuous::pitr::{self, Chain, PitrError, PitrReport};
 use crate::leases::BackupLeases;
 use crate::retention::keep::backup_id;
 use crate::store::Stores;
@@ -68,6 +69,9 @@ struct Due {
     data: omni_resources::specs::backup::BackupDataSpec,
     /// The stores to read from, in order (primary, secondary).
     copies: Vec<(String, omni_backup::BackupStore)>,
+    /// For a continuous cluster: the backup's delta chain, and which of
+    /// `copies` holds it. The drill replays it to prove the newest point.
+    chain: Option<(usize, Chain)>,
 }
 
 impl EtcdBackupDrillController {
@@ -161,11 +165,13 @@ impl EtcdBackupDrillController {
             .collect();
         let mut newest = None;
         let mut failed = None;
-        for (_, store) in &copies {
+        let mut listed_in = 0;
+        for (i, (_, store)) in copies.iter().enumerate() {
             match store.list(&data.clusteruuid).await {
                 Ok(list) => {
                     newest = list.into_iter().next();
                     failed = None;
+                    listed_in = i;
                     break;
                 }
                 Err(e) => failed = Some(e),
@@ -184,12 +190,33 @@ impl EtcdBackupDrillController {
         if !scheduled && prev.is_some_and(|p| p.backup == backup) {
             return Ok(Next::Idle);
         }
+        let mut chain = None;
+        if let Some(interval) = spec
+            .backupconfiguration
+            .as_ref()
+            .and_then(|b| b.delta_interval())
+        {
+            let store = &copies[listed_in].1;
+            let segments = store
+                .list_chain(&data.clusteruuid, newest.created_at_unix)
+                .await?;
+            let found = pitr::chains(std::slice::from_ref(&newest), segments).pop();
+            let has_segments = found.as_ref().is_some_and(|c| !c.segments.is_empty());
+            let now = Timestamp::now();
+            if let Some(wait) =
+                due::chain_wait(has_segments, mode, interval, newest.created_at_unix, now)
+            {
+                return Ok(Next::Wait(wait));
+            }
+            chain = found.map(|c| (listed_in, c));
+        }
         Ok(Next::Start(Box::new(Due {
             cluster: name.clone(),
             backup,
             key: newest.key,
             data,
             copies,
+            chain,
         })))
     }
 
@@ -231,9 +258,10 @@ impl EtcdBackupDrillController {
             drop(lease);
             let took = clock.elapsed();
             match &result {
-                Ok((r, store)) => {
+                Ok((r, point, store)) => {
                     tracing::info!(cluster = %due.cluster, backup = %due.backup, keys = r.keys,
-                    revision = r.revision, db_size = r.db_size, took = ?took, %store, "restore drill ok")
+                    revision = r.revision, db_size = r.db_size, took = ?took, %store,
+                    segments = point.as_ref().map_or(0, |p| p.segments_read), "restore drill ok")
                 }
                 Err(e) => {
                     tracing::warn!(cluster = %due.cluster, backup = %due.backup, error = %e, "restore drill failed")
@@ -243,8 +271,13 @@ impl EtcdBackupDrillController {
                 s.duration = ProtoDuration::from_std(took);
                 s.finishedat = Timestamp::now();
                 match &result {
-                    Ok((r, store)) => {
+                    Ok((r, point, store)) => {
                         s.status = status::OK;
+                        if let Some(p) = point {
+                            s.pointrevision = p.revision;
+                            s.pointat = Timestamp::from_unix_ms(p.point_ms);
+                            s.segments = p.segments_read;
+                        }
                         s.error.clear();
                         if due.copies.len() > 1 {
                             s.store = store.clone();
@@ -277,18 +310,30 @@ impl EtcdBackupDrillController {
     }
 }
 
-/// Drills the first copy that downloads intact; returns the store used.
+/// Drills the first copy that downloads intact; returns the point proven
+/// (for a chain) and the store used.
 async fn drill_one(
     due: &Due,
     settings: &DrillSettings,
-) -> Result<(DrillReport, String), DrillError> {
+) -> Result<(DrillReport, Option<PitrReport>, String), DrillError> {
     let identity = parse_identity(&data::identity_secret(&due.data))
         .map_err(|e| DrillError::Check(format!("backup key of the cluster is unusable: {e}")))?;
     let mut result = Err(DrillError::Check("no store holds the backup".into()));
-    for (name, store) in &due.copies {
-        result = run::drill(store, &due.key, &identity, settings)
-            .await
-            .map(|r| (r, name.clone()));
+    for (i, (name, store)) in due.copies.iter().enumerate() {
+        result = match &due.chain {
+            Some((at, chain)) if *at == i && !chain.segments.is_empty() => {
+                pitr::drill_chain(store, chain, &identity, settings)
+                    .await
+                    .map(|(r, point)| (r, Some(point), name.clone()))
+                    .map_err(|e| match e {
+                        PitrError::Drill(d) => d,
+                        other => DrillError::Chain(other.to_string()),
+                    })
+            }
+            _ => run::drill(store, &due.key, &identity, settings)
+                .await
+                .map(|r| (r, None, name.clone())),
+        };
         match &result {
             // Only a copy that is missing or broken is worth another try.
             Err(DrillError::Download(e)) if due.copies.len() > 1 => {

@@ -62,6 +62,9 @@ pub enum DrillError {
     Exited { status: String, log_tail: String },
     #[error("reading the restored etcd: {0}")]
     Check(String),
+    /// Replaying the backup's delta chain failed (a segment is named).
+    #[error("delta chain: {0}")]
+    Chain(String),
     #[error("drill timed out after {0}")]
     Timeout(String),
 }
@@ -194,7 +197,7 @@ async fn wait_healthy(ws: &mut Workspace, url: &str) -> Result<Client, DrillErro
     }
 }
 
-async fn measure(c: &mut Client) -> Result<DrillReport, DrillError> {
+pub(crate) async fn measure(c: &mut Client) -> Result<DrillReport, DrillError> {
     let check = |e: etcd_client::Error| DrillError::Check(e.to_string());
     // A linearizable read: the member serves, not just listens.
     let resp = c

@@ -28,6 +28,7 @@ use omni_resources::{LabelSelector, Phase, Resource, Timestamp, NS_DEFAULT, NS_E
 use omni_runtime::{Action, BoxError, Context, Controller, Input};
 
 use crate::backup::data;
+use crate::continuous::Chains;
 use crate::leases::BackupLeases;
 use crate::store::Stores;
 use keep::{backup_id, backup_time, KeepMarks, Request};
@@ -60,6 +61,8 @@ pub struct EtcdBackupRetentionController {
     stores: Stores,
     leases: BackupLeases,
     settings: RetentionSettings,
+    /// The chains being written; without them no orphaned chain is deleted.
+    chains: Option<Chains>,
 }
 
 impl EtcdBackupRetentionController {
@@ -68,7 +71,15 @@ impl EtcdBackupRetentionController {
             stores,
             leases,
             settings,
+            chains: None,
         }
+    }
+
+    /// Also deletes delta chains whose full backup is gone, except the
+    /// chains `chains` is writing.
+    pub fn with_chains(mut self, chains: Chains) -> Self {
+        self.chains = Some(chains);
+        self
     }
 
     /// The policy a cluster gets, and where it comes from.
@@ -107,7 +118,7 @@ impl EtcdBackupRetentionController {
             .await?
             .map(|(_, s)| s)
             .unwrap_or_default();
-        let objects = match store.list(&data.clusteruuid).await {
+        let (objects, has_chains) = match store.list_level(&data.clusteruuid).await {
             Ok(o) => o,
             Err(e) => {
                 let msg = format!("listing backups: {e}");
@@ -140,6 +151,16 @@ impl EtcdBackupRetentionController {
         let (deleted, mut errors) = self
             .prune(&store, name, &objects, &policy, &pinned, now)
             .await;
+        // Chains live in the primary store only; a cluster that never had
+        // one costs no listing more.
+        if let (Some(chains), true) = (&self.chains, has_chains) {
+            let live = chains.live_bases(name);
+            if let Err(e) = store.delete_orphan_chains(&data.clusteruuid, &live).await {
+                errors.push(format!(
+                    "deleting delta chains whose full backup is gone: {e}"
+                ));
+            }
+        }
         // The secondary store gets the same policy and keep marks, applied
         // to its own listing; the status counts the primary's backups.
         if let Some(secondary) = &stores.secondary {
@@ -311,9 +332,17 @@ impl Controller for EtcdBackupRetentionController {
         }
         // A policy keeping everything has nothing to redo until backups
         // change; the others look again now and then (see the interval).
+        // A continuous cluster is looked at again too: a chain whose full
+        // backup vanished behind omni's back changes no input.
         let keeps_all = cluster
             .spec_as::<ClusterSpec>()
-            .map(|spec| self.effective_policy(&spec).0.is_empty())
+            .map(|spec| {
+                let continuous = spec
+                    .backupconfiguration
+                    .as_ref()
+                    .is_some_and(|b| b.continuous);
+                self.effective_policy(&spec).0.is_empty() && !continuous
+            })
             .unwrap_or(false);
         Ok(if keeps_all {
             Action::AwaitChange

@@ -31,6 +31,21 @@ pub struct EtcdBackupDrillStatusSpec {
     /// one (the secondary's when the primary's copy was missing or broken).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub store: String,
+    /// For a continuously backed-up cluster, the point the drill proved
+    /// restorable: the full backup with its delta chain replayed up to
+    /// this revision (`revision` then equals it)...
+    #[serde(skip_serializing_if = "is_zero")]
+    pub pointrevision: i64,
+    /// ...which omni received at this time...
+    #[serde(skip_serializing_if = "Timestamp::is_zero")]
+    pub pointat: Timestamp,
+    /// ...from this many segments.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub segments: u64,
+}
+
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 impl Kind for EtcdBackupDrillStatusSpec {

@@ -12,8 +12,9 @@ use super::super::Context;
 use super::fetch::{write_atomically, Mode};
 use crate::args::PointsArgs;
 
-/// Header the server puts its report in.
-const REPORT_HEADER: &str = "x-omni-restore-point";
+/// The server's account of the restore.
+pub use omni_resources::pitr::PitrReport as Report;
+use omni_resources::pitr::REPORT_HEADER;
 
 /// Where to restore to, as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,23 +40,6 @@ impl Point {
             Point::Time(t) => format!("time={}", t.trim().replace('+', "%2B")),
         }
     }
-}
-
-/// The server's account of the restore.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-pub struct Report {
-    pub full_unix: i64,
-    pub snapshot_revision: i64,
-    pub revision: i64,
-    pub point_ms: i64,
-    /// `point_ms` in RFC 3339.
-    pub point: String,
-    pub replayed_revisions: u64,
-    pub replayed_events: u64,
-    pub leases_dropped: u64,
-    pub segments_read: u64,
-    pub sha256: String,
 }
 
 /// Writes the snapshot of `cluster` at `point` to `path` (trailer verified;
