@@ -97,9 +97,12 @@ class Client:
         out = {}
         for line in text.splitlines():
             for family, slot in (("omni_controller_reconciles_total", 0),
-                                 ("omni_controller_relists_total", 1)):
+                                 ("omni_controller_relists_total", 1),
+                                 ("omni_state_reads_total", 0)):
                 if line.startswith(family + "{"):
                     name = line.split('"')[1]
+                    if family == "omni_state_reads_total":
+                        name = f"(state reads from {name})"
                     out.setdefault(name, [0, 0])[slot] = int(float(line.rsplit(" ", 1)[1]))
         return out
 
@@ -241,6 +244,8 @@ def main():
             print("idle CPU: no quiet window before the second round (raise --interval)")
 
         # Second round: skew = actual start minus due (newest backup + interval).
+        time.sleep(max(0.0, quiet_end - time.time()))
+        c2, w2 = cpu_seconds(omni.pid), time.time()
         deadline = time.time() + a.interval + max(600, a.n * 0.5)
         while True:
             st = cl.statuses()
@@ -251,6 +256,8 @@ def main():
             if time.time() > deadline:
                 sys.exit(f"second round incomplete: {len(done)}/{a.n}; see {work}")
             time.sleep(1)
+        c3, w3 = cpu_seconds(omni.pid), time.time()
+        print(f"second round: {w3 - w2:.1f} s, {(c3 - c2) * 1000 / a.n:.2f} ms omni CPU per cluster")
         skew = [ts(s["lastbackupattempt"]) - (first[c] + a.interval) for c, s in done.items()]
         print(f"skew of the second round: p50 {pct(skew, 50):.2f} s, p99 {pct(skew, 99):.2f} s, "
               f"max {max(skew):.2f} s")

@@ -145,6 +145,13 @@ pub struct Opened {
     etcd: Option<(Arc<EtcdBackend>, Duration)>,
 }
 
+impl Opened {
+    /// The etcd state backend, when the state lives in etcd.
+    pub fn etcd(&self) -> Option<Arc<EtcdBackend>> {
+        self.etcd.as_ref().map(|(b, _)| b.clone())
+    }
+}
+
 pub async fn open_state(config: &Config) -> anyhow::Result<Opened> {
     Ok(match &config.state {
         StateKind::Embedded => {
@@ -196,7 +203,16 @@ pub async fn run_controllers(
         let Some(term) = etcd.campaign(&id, *ttl, &cancel).await else {
             return Ok(());
         };
-        let runtime = build(opened.state.fenced(term.fence()))?;
+        // Controllers read from this replica's view (see `ViewReads`); if
+        // the store cannot say where it is now, they read etcd itself.
+        let reads = match etcd.view_reads().await {
+            Ok(view) => State::shared(Arc::new(view)),
+            Err(e) => {
+                tracing::warn!(id, error = %e, "controllers read etcd directly this term");
+                opened.state.clone()
+            }
+        };
+        let runtime = build(reads.fenced(term.fence()))?;
         let term_cancel = cancel.child_token();
         let lost = term.lost();
         let run = runtime.run(term_cancel.clone());

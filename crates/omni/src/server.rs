@@ -58,7 +58,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     })
     .context("building the alert HTTP client")?;
     let alerts = Arc::new(alerts);
-    let metrics = crate::metrics::Metrics::default();
+    let metrics = crate::metrics::Metrics {
+        state_reads: crate::metrics::StateReads(opened.etcd()),
+        ..Default::default()
+    };
     // Built afresh for each leadership term, on that term's fenced state.
     let build_runtime = |state: State| -> anyhow::Result<Runtime> {
         let mut runtime = Runtime::new(state);

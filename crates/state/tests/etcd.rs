@@ -220,3 +220,57 @@ async fn lists_come_from_the_view_and_see_every_replicas_writes_at_once() {
     assert_eq!(stats.from_etcd, 0, "{stats:?}");
     assert_eq!(stats.from_view, 4, "{stats:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_reads_come_from_the_view_and_see_their_own_and_earlier_writes() {
+    let cluster = EtcdCluster::start(1).await.unwrap();
+    let other = State::new(backend(&cluster, "/ctl").await);
+    let mine = std::sync::Arc::new(backend(&cluster, "/ctl").await);
+    // Written by another replica before the view handle was made: seen.
+    other
+        .create(Resource::new(KIND, "default", "before", json!({"n": 1})))
+        .await
+        .unwrap();
+    let view = State::shared(std::sync::Arc::new(mine.view_reads().await.unwrap()));
+    let start = mine.read_stats();
+    assert_eq!(
+        view.get(&key("before")).await.unwrap().spec,
+        json!({"n": 1})
+    );
+    // Own writes, through the view handle or the plain one, are read back
+    // at once, each at its new version, many times in a row.
+    let plain = State::shared(mine.clone());
+    for n in 0..20 {
+        let id = format!("own{}", n % 3);
+        let handle = if n % 2 == 0 { &view } else { &plain };
+        let current = view.get_opt(&key(&id)).await.unwrap();
+        let version = current.as_ref().map_or(0, |r| r.metadata.version);
+        match current {
+            None => handle
+                .create(Resource::new(KIND, "default", &id, json!({"n": n})))
+                .await
+                .unwrap(),
+            Some(mut r) => {
+                r.spec = json!({"n": n});
+                handle.update(r).await.unwrap()
+            }
+        };
+        let read = view.get(&key(&id)).await.unwrap();
+        assert_eq!(read.spec, json!({"n": n}), "own write {n} not read back");
+        assert_eq!(read.metadata.version, version + 1);
+    }
+    let stats = mine.read_stats();
+    assert_eq!(stats.from_etcd, start.from_etcd, "{stats:?}");
+    assert!(stats.from_view >= start.from_view + 41, "{stats:?}");
+    // A write based on a stale read still fails.
+    let stale = view.get(&key("before")).await.unwrap();
+    let mut newer = other.get(&key("before")).await.unwrap();
+    newer.spec = json!({"n": 2});
+    other.update(newer).await.unwrap();
+    let mut r = stale.clone();
+    r.spec = json!({"n": 3});
+    assert!(matches!(
+        view.update(r).await,
+        Err(StateError::Conflict { .. })
+    ));
+}

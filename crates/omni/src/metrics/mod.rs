@@ -36,6 +36,43 @@ pub struct Metrics {
     pub http: http::HttpMetrics,
     /// Continuous backup's chains, shared across leadership terms.
     pub chains: omni_controllers::continuous::Chains,
+    pub state_reads: StateReads,
+}
+
+/// Where reads of an etcd state were answered: this replica's in-memory
+/// view, or etcd itself (the API's gets, and reads when the view lagged;
+/// a lagging list reads the whole type, so a rising count is the first
+/// sign of a state store that cannot keep up).
+#[derive(Clone, Default)]
+pub struct StateReads(pub Option<Arc<omni_state::EtcdBackend>>);
+
+impl std::fmt::Debug for StateReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StateReads")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AnsweredBy {
+    answered_by: &'static str,
+}
+
+impl StateReads {
+    fn register(&self, registry: &mut Registry) {
+        let Some(etcd) = &self.0 else {
+            return;
+        };
+        let stats = etcd.read_stats();
+        let family = Family::<AnsweredBy, Counter>::default();
+        for (answered_by, n) in [("view", stats.from_view), ("etcd", stats.from_etcd)] {
+            family.get_or_create(&AnsweredBy { answered_by }).inc_by(n);
+        }
+        registry.register(
+            "omni_state_reads",
+            "Reads of the etcd state (lists, and the controllers' gets) answered by this replica's view or by etcd",
+            family,
+        );
+    }
 }
 
 #[derive(Clone)]
@@ -72,6 +109,7 @@ async fn scrape(AxState(s): AxState<Scrape>, headers: HeaderMap) -> Result<Respo
     s.metrics.http.register(&mut registry);
     clusters::register(&mut registry, s.api.state()).await?;
     chains::register(&mut registry, &s.metrics.chains);
+    s.metrics.state_reads.register(&mut registry);
     let loops = s.health.loop_counts();
     let families: [LoopFamily; 3] = [
         (

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use etcd_client::{Client, GetOptions};
+use omni_resources::meta::ResourceKey;
 use omni_resources::{LabelSelector, Resource};
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -57,7 +58,8 @@ struct Inner {
     last_event: i64,
 }
 
-/// How many lists the view answered, and how many went to etcd.
+/// How many reads the view answered (lists, and the controllers' gets),
+/// and how many went to etcd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadStats {
     pub from_view: u64,
@@ -151,6 +153,25 @@ impl Cache {
         true
     }
 
+    /// Waits until the view reflects store revision `revision`; false when
+    /// that does not happen soon (the caller reads etcd).
+    async fn caught_up(&self, revision: i64) -> bool {
+        let mut seen = self.seen.subscribe();
+        if *seen.borrow() >= revision {
+            return true;
+        }
+        self.want_progress.notify_one();
+        if self.lagging.load(Ordering::Relaxed) {
+            return false;
+        }
+        let caught_up = seen.wait_for(|s| *s >= revision);
+        if matches!(tokio::time::timeout(CATCH_UP, caught_up).await, Ok(Ok(_))) {
+            return true;
+        }
+        self.lagging.store(true, Ordering::Relaxed);
+        false
+    }
+
     /// The matching resources as of `revision` or later; `None` when the
     /// view cannot tell soon (the caller reads etcd).
     pub(crate) async fn list(
@@ -160,22 +181,23 @@ impl Cache {
         selector: &LabelSelector,
         revision: i64,
     ) -> Option<Vec<Resource>> {
-        let mut seen = self.seen.subscribe();
-        if *seen.borrow() < revision {
-            self.want_progress.notify_one();
-            if self.lagging.load(Ordering::Relaxed) {
-                return None;
-            }
-            let caught_up = seen.wait_for(|s| *s >= revision);
-            if !matches!(tokio::time::timeout(CATCH_UP, caught_up).await, Ok(Ok(_))) {
-                self.lagging.store(true, Ordering::Relaxed);
-                return None;
-            }
+        if !self.caught_up(revision).await {
+            return None;
         }
         let inner = self.inner();
         inner
             .valid
             .then(|| inner.index.list(namespace, kind, selector))
+    }
+
+    /// The resource under `key` as of `revision` or later (`Some(None)`:
+    /// there is none); `None` when the view cannot tell soon.
+    pub(crate) async fn get(&self, key: &ResourceKey, revision: i64) -> Option<Option<Resource>> {
+        if !self.caught_up(revision).await {
+            return None;
+        }
+        let inner = self.inner();
+        inner.valid.then(|| inner.index.get(key).cloned())
     }
 
     pub(crate) fn count(&self, from_view: bool) {

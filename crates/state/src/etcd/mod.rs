@@ -12,7 +12,9 @@
 mod cache;
 mod election;
 mod pump;
+mod view_reads;
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +33,7 @@ use crate::{Backend, Change, ChangeStream, Fence, StateError};
 
 pub use cache::ReadStats;
 pub use election::Leadership;
+pub use view_reads::ViewReads;
 
 use cache::Cache;
 use pump::Pumped;
@@ -85,6 +88,9 @@ pub struct EtcdBackend {
     prefix: String,
     feed: broadcast::Sender<Change>,
     cache: Arc<Cache>,
+    /// Store revision of this process's newest successful write: what its
+    /// view reads must reflect to read their own writes.
+    own_writes: Arc<AtomicI64>,
     // Stops the shared watch when the backend goes.
     _pump: DropGuard,
 }
@@ -200,6 +206,7 @@ impl EtcdBackend {
             prefix,
             feed,
             cache,
+            own_writes: Arc::default(),
             _pump: cancel.drop_guard(),
         })
     }
@@ -288,6 +295,9 @@ impl EtcdBackend {
             })
             .await?;
         if resp.succeeded() {
+            if let Some(h) = resp.header() {
+                self.own_writes.fetch_max(h.revision(), Ordering::Relaxed);
+            }
             return Ok(());
         }
         if let Some(f) = fence {
