@@ -17,8 +17,6 @@ use etcd_client::{Client, GetOptions, PutOptions, Txn, TxnOp};
 use omni_testkit::{etcd_bins, EtcdCluster};
 use ops::*;
 
-const CONTINUOUS: &str = "    continuous: true\n    deltainterval:\n      seconds: 1\n";
-
 /// A digest of every key at `rev` (0: now): key, value, create and mod
 /// revisions and version. Leases are left out: a replay cannot keep those
 /// granted after its full backup.
@@ -105,19 +103,6 @@ async fn step(c: &mut Client, i: u64, leases: &mut Vec<i64>) {
     }
 }
 
-fn points(omni: &Omni, cluster: &str) -> serde_json::Value {
-    let out = std::process::Command::new("curl")
-        .args(["-sf", "-H"])
-        .arg(format!("Authorization: Bearer {}", omni.token))
-        .arg(format!(
-            "{}/api/v1/etcd-restore-points/{cluster}",
-            omni.endpoint()
-        ))
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
 fn scrape(omni: &Omni) -> String {
     let out = std::process::Command::new("curl")
         .args(["-sf", "-H"])
@@ -126,14 +111,6 @@ fn scrape(omni: &Omni) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-async fn covered(omni: &Omni, cluster: &str, rev: i64) -> serde_json::Value {
-    eventually(&format!("a restorable point at revision {rev}"), || {
-        let p = points(omni, cluster);
-        (p["newest"]["revision"].as_i64()? >= rev).then_some(p)
-    })
-    .await
 }
 
 /// The digest of a snapshot file: restored into its own etcd.

@@ -14,29 +14,6 @@ use etcd_client::{Client, GetOptions};
 use omni_testkit::{etcd_bins, EtcdCluster};
 use ops::*;
 
-const CONTINUOUS: &str = "    continuous: true\n    deltainterval:\n      seconds: 1\n";
-
-fn points(omni: &Omni, cluster: &str) -> serde_json::Value {
-    let out = std::process::Command::new("curl")
-        .args(["-sf", "-H"])
-        .arg(format!("Authorization: Bearer {}", omni.token))
-        .arg(format!(
-            "{}/api/v1/etcd-restore-points/{cluster}",
-            omni.endpoint()
-        ))
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
-async fn covered(omni: &Omni, cluster: &str, rev: i64) -> serde_json::Value {
-    eventually(&format!("a restorable point at revision {rev}"), || {
-        let p = points(omni, cluster);
-        (p["newest"]["revision"].as_i64()? >= rev).then_some(p)
-    })
-    .await
-}
-
 async fn revision(c: &mut Client) -> i64 {
     let resp = c.get("/", None).await.unwrap();
     resp.header().unwrap().revision()

@@ -1,4 +1,4 @@
-//! Helpers shared by the retention, restore and drill end-to-end tests.
+//! Helpers shared by the retention, restore, drill and point-in-time end-to-end tests.
 #![allow(dead_code)]
 
 use crate::common::*;
@@ -123,4 +123,32 @@ pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
         }
     }
     found
+}
+
+/// A cluster's `backupconfiguration` lines for continuous backup with a
+/// one-second delta interval.
+pub const CONTINUOUS: &str = "    continuous: true\n    deltainterval:\n      seconds: 1\n";
+
+/// The cluster's restore points (`GET /api/v1/etcd-restore-points/…`);
+/// null when the call fails.
+pub fn points(omni: &Omni, cluster: &str) -> serde_json::Value {
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "-H"])
+        .arg(format!("Authorization: Bearer {}", omni.token))
+        .arg(format!(
+            "{}/api/v1/etcd-restore-points/{cluster}",
+            omni.endpoint()
+        ))
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// Waits until the cluster can be restored to revision `rev`.
+pub async fn covered(omni: &Omni, cluster: &str, rev: i64) -> serde_json::Value {
+    eventually(&format!("a restorable point at revision {rev}"), || {
+        let p = points(omni, cluster);
+        (p["newest"]["revision"].as_i64()? >= rev).then_some(p)
+    })
+    .await
 }
