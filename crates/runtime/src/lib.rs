@@ -149,6 +149,8 @@ pub enum RuntimeError {
 /// Backoff bounds for failing reconciles and crashed loops.
 pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(500);
 pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// First retry after a lost compare-and-swap (see `Queue::conflict`).
+pub(crate) const CONFLICT_BACKOFF_MIN: Duration = Duration::from_millis(20);
 
 pub struct Runtime {
     state: State,

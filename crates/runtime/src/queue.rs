@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::time::{delay_queue, DelayQueue};
 
-use crate::{BACKOFF_MAX, BACKOFF_MIN};
+use crate::{BACKOFF_MAX, BACKOFF_MIN, CONFLICT_BACKOFF_MIN};
 
 #[derive(Default)]
 pub(crate) struct Queue {
@@ -59,7 +59,18 @@ impl Queue {
     /// A reconcile of `key` failed: retried after its backoff, which
     /// doubles per failure in a row.
     pub fn fail(&mut self, key: &str) -> Duration {
-        let b = self.backoff.get(key).copied().unwrap_or(BACKOFF_MIN);
+        self.fail_from(key, BACKOFF_MIN)
+    }
+
+    /// A reconcile lost a compare-and-swap: another writer changed what it
+    /// read a moment ago, so reading again will most likely do. Retried
+    /// soon, backing off from a much shorter first delay.
+    pub fn conflict(&mut self, key: &str) -> Duration {
+        self.fail_from(key, CONFLICT_BACKOFF_MIN)
+    }
+
+    fn fail_from(&mut self, key: &str, min: Duration) -> Duration {
+        let b = self.backoff.get(key).copied().unwrap_or(min).max(min);
         self.backoff
             .insert(key.to_string(), (b * 2).min(BACKOFF_MAX));
         self.finish(key, Some(b));
@@ -145,5 +156,20 @@ mod tests {
         q.enqueue("a".into());
         q.start_next();
         assert_eq!(q.fail("a"), BACKOFF_MIN, "success resets it");
+    }
+
+    #[tokio::test]
+    async fn conflicts_retry_sooner_but_still_back_off() {
+        let mut q = Queue::default();
+        let run_and = |q: &mut Queue, f: fn(&mut Queue, &str) -> Duration| {
+            q.enqueue("a".into());
+            q.start_next();
+            f(q, "a")
+        };
+        assert_eq!(run_and(&mut q, Queue::conflict), CONFLICT_BACKOFF_MIN);
+        assert_eq!(run_and(&mut q, Queue::conflict), CONFLICT_BACKOFF_MIN * 2);
+        // A real failure after conflicts waits at least the normal minimum.
+        assert_eq!(run_and(&mut q, Queue::fail), BACKOFF_MIN);
+        assert_eq!(run_and(&mut q, Queue::conflict), BACKOFF_MIN * 2);
     }
 }

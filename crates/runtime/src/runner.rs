@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use omni_state::State;
+use omni_state::{State, StateError};
 use tokio::sync::mpsc;
 use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -173,6 +173,12 @@ fn finished(
     match outcome {
         Ok(Ok(Action::Requeue(d))) => queue.succeed(key, Some(d)),
         Ok(Ok(Action::AwaitChange)) => queue.succeed(key, None),
+        // Optimistic concurrency at work, not a fault: another writer got
+        // there first.
+        Ok(Err(e)) if matches!(e.downcast_ref(), Some(StateError::Conflict { .. })) => {
+            let retry_in = queue.conflict(key);
+            tracing::debug!(controller = name, key, error = %e, ?retry_in, "reconcile lost a race; retrying");
+        }
         Ok(Err(e)) => {
             let retry_in = queue.fail(key);
             tracing::warn!(controller = name, key, error = %e, ?retry_in, "reconcile failed");

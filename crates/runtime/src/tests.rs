@@ -14,7 +14,10 @@ struct Recorder {
     calls: Mutex<HashMap<String, usize>>,
     total: AtomicUsize,
     fail_first: usize,
+    /// Lose a compare-and-swap instead of failing.
+    conflict: bool,
     keyed: bool,
+    at: Mutex<Vec<tokio::time::Instant>>,
 }
 
 impl Recorder {
@@ -56,6 +59,15 @@ impl Controller for Recorder {
         }
         if key == "slow" {
             tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        self.at.lock().unwrap().push(tokio::time::Instant::now());
+        if n < self.fail_first && self.conflict {
+            let key = omni_resources::meta::ResourceKey::new("default", CLUSTERS, key);
+            return Err(Box::new(omni_state::StateError::Conflict {
+                key,
+                expected: 1,
+                found: 2,
+            }));
         }
         if n < self.fail_first {
             return Err("boom".into());
@@ -102,6 +114,34 @@ async fn reconciles_on_start_on_input_change_and_retries_errors() {
     state.create(cluster("a")).await.unwrap();
     eventually("event", || rec.calls(SINGLETON) == 3).await;
     stop(cancel, handle).await;
+}
+
+/// In virtual time, so the delays compared are the runtime's own.
+#[tokio::test(start_paused = true)]
+async fn a_lost_compare_and_swap_is_retried_sooner_than_a_failure() {
+    let mut gaps = Vec::new();
+    for conflict in [true, false] {
+        let rec = Arc::new(Recorder {
+            fail_first: 2,
+            conflict,
+            ..Recorder::default()
+        });
+        let mut rt = Runtime::new(State::memory());
+        rt.register(rec.clone()).unwrap();
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(rt.run(cancel.clone()));
+        eventually("two retries", || rec.calls(SINGLETON) == 3).await;
+        stop(cancel, handle).await;
+        let at = rec.at.lock().unwrap().clone();
+        gaps.push((at[1] - at[0], at[2] - at[1]));
+    }
+    let (conflict, failure) = (gaps[0], gaps[1]);
+    assert!(conflict.0 < Duration::from_millis(100), "{conflict:?}");
+    assert!(
+        conflict.1 > conflict.0,
+        "conflicts back off too: {conflict:?}"
+    );
+    assert!(failure.0 >= crate::BACKOFF_MIN, "{failure:?}");
 }
 
 #[tokio::test]
