@@ -6,5 +6,6 @@ mod delta;
 mod faults;
 mod journal;
 mod local;
+mod ranged;
 mod s3;
 mod tls;
