@@ -11,8 +11,9 @@
 # process, peak RSS (VmHWM) of omni and omnictl.
 #   scripts/bench-backup.sh MIB [--runs N] [--perf FILE] [--perf-restore PREFIX]
 #                          [--restore-only] [--bin-dir DIR] [--keep] [-- omni flags...]
-# --perf records `perf record -g` of omni during the last backup and prints
-# omni's CPU s/GB by stage (snapshot read, zstd, age, hash, upload).
+# With perf installed, one extra untimed backup runs under `perf record -g`
+# and omni's CPU s/GB by stage is printed (snapshot read, zstd, age, hash,
+# upload); --perf FILE keeps that recording.
 # --perf-restore adds one untimed restore under perf (omni, omnictl, etcdutl).
 # --restore-only times the backup paths once, the restores --runs times.
 # --bin-dir runs prebuilt omni/omnictl/snapshot_null (e.g. an older build).
