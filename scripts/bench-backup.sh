@@ -9,8 +9,13 @@
 # and both restores (aws s3 cp + zstd -d + etcdutl vs omnictl etcd-backup
 # restore). Medians of --runs, ratios, CPU seconds per GB of snapshot per
 # process, peak RSS (VmHWM) of omni and omnictl.
-#   scripts/bench-backup.sh MIB [--runs N] [--perf FILE] [--bin-dir DIR] [--keep] [-- omni flags...]
-# --perf records `perf record -g` of omni during the last backup.
+#   scripts/bench-backup.sh MIB [--runs N] [--perf FILE] [--perf-restore PREFIX]
+#                          [--restore-only] [--bin-dir DIR] [--keep] [-- omni flags...]
+# With perf installed, one extra untimed backup runs under `perf record -g`
+# and omni's CPU s/GB by stage is printed (snapshot read, zstd, age, hash,
+# upload); --perf FILE keeps that recording.
+# --perf-restore adds one untimed restore under perf (omni, omnictl, etcdutl).
+# --restore-only times the backup paths once, the restores --runs times.
 # --bin-dir runs prebuilt omni/omnictl/snapshot_null (e.g. an older build).
 # Needs MIB x 3 (members) x ~2 (WAL) of free disk under $TMPDIR, plus snapshots.
 # The aws CLI is taken from PATH, else installed from PyPI into the cache dir.

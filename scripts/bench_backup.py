@@ -25,36 +25,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-TICK = os.sysconf("SC_CLK_TCK")
+from benchlib import cpu_seconds, free_port, load, reset_hwm, run, sh, status_kib
+
 VALUE = 512 * 1024
 CLUSTER = "bench"
 BUCKET = "bench"
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def status_kib(pid, key):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def http_json(port, method, path, body=None, headers=None, timeout=120):
@@ -138,22 +113,6 @@ class Etcd:
             p.wait()
 
 
-def run(argv, env=None, cwd=None, check=True):
-    """(wall seconds, user+sys CPU seconds of it and its children, peak RSS KiB)."""
-    t = time.time()
-    p = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    err = p.stderr.read()
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.time() - t
-    if check and status != 0:
-        sys.exit(f"{' '.join(map(str, argv))} failed: {err.decode()[-2000:]}")
-    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss
-
-
-def sh(script, env=None):
-    return run(["bash", "-c", "set -euo pipefail; " + script], env=env)
-
-
 class Omni:
     def __init__(self, a, work, s3_port, keys, etcd):
         self.port = free_port()
@@ -228,34 +187,43 @@ class Omni:
         sys.exit("backup did not finish")
 
 
-# Stages of omni's backup pipeline, by the symbols perf attributes samples to.
+# Stages of omni's pipelines, by the symbols perf attributes samples to. In a
+# backup the snapshot is read from etcd over gRPC and uploaded to S3; in a
+# restore it is read from S3 and sent to omnictl over HTTP (hyper both ways).
 STAGES = [
     ("zstd", ("ZSTD_", "HUF_", "FSE_", "zstd")),
     ("age (chacha20poly1305)", ("chacha", "poly1305", "Poly1305", "ChaCha", "age::")),
-    ("sha256", ("sha2::", "sha256", "Sha256")),
+    ("hash (sha256)", ("sha2::", "sha256", "Sha256")),
     ("memcpy/memmove", ("memcpy", "memmove", "__memcpy", "__memmove")),
-    ("etcd gRPC in (tonic/h2/prost)", ("tonic::", "h2::", "prost::", "etcd_client")),
-    ("S3 out (object_store/reqwest/hyper)", ("object_store", "reqwest", "hyper", "http_body")),
+    ("snapshot read (etcd gRPC: tonic/h2/prost)", ("tonic::", "h2::", "prost::", "etcd_client")),
+    ("S3/HTTP (object_store/reqwest/hyper/axum)", ("object_store", "reqwest", "hyper", "http_body",
+                                                   "axum")),
     ("tokio/alloc", ("tokio::", "malloc", "free", "_int_", "mi_", "je_", "cfree")),
 ]
 
 
-def perf_stages(path, omni_cpu_per_gb):
-    """CPU s/GB per stage of omni, from `perf report` of the last backup."""
-    out = subprocess.run(["perf", "report", "-i", path, "--no-children", "--sort", "sym",
+def perf_report(path, sort):
+    """(percent, key) rows of `perf report --sort SORT`, self time."""
+    out = subprocess.run(["perf", "report", "-i", path, "--no-children", "--sort", sort,
                           "--stdio", "-g", "none", "--percent-limit", "0.05"],
                          capture_output=True, text=True).stdout
-    shares, kernel = {}, 0.0
+    rows = []
     for line in out.splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "%" not in line:
             continue
         pct, rest = line.split("%", 1)
         try:
-            pct = float(pct)
+            rows.append((float(pct), rest.strip()))
         except ValueError:
             continue
-        sym = rest.strip()
+    return rows
+
+
+def perf_stages(path, what, cpu_per_gb):
+    """CPU s/GB per stage of omni, from a perf recording of `what`."""
+    shares, kernel = {}, 0.0
+    for pct, sym in perf_report(path, "sym"):
         if sym.startswith("[k]"):
             kernel += pct
             continue
@@ -266,9 +234,27 @@ def perf_stages(path, omni_cpu_per_gb):
         else:
             shares["other"] = shares.get("other", 0.0) + pct
     shares["kernel (syscalls, TCP, page cache)"] = kernel
-    print(f"omni CPU by stage (perf, last backup; omni total {omni_cpu_per_gb:.2f} s/GB):")
+    print(f"omni CPU by stage (perf, {what}; omni total {cpu_per_gb:.2f} s/GB):")
     for name, pct in sorted(shares.items(), key=lambda kv: -kv[1]):
-        print(f"  {name:<38} {pct:5.1f} %  {omni_cpu_per_gb * pct / 100:.2f} s/GB")
+        print(f"  {name:<42} {pct:5.1f} %  {cpu_per_gb * pct / 100:.2f} s/GB")
+
+
+def perf_top(path, what, sort, n=12):
+    print(f"{what} (perf, by {sort}, self time):")
+    for pct, key in perf_report(path, sort)[:n]:
+        print(f"  {pct:5.1f} %  {key[:110]}")
+
+
+def perf_attach(pid, path):
+    p = subprocess.Popen(["perf", "record", "-g", "-F", "499", "-o", path, "-p", str(pid)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return p
+
+
+def perf_detach(p):
+    p.send_signal(2)
+    p.wait()
 
 
 def fmt_ratio(x, base):
@@ -290,10 +276,21 @@ def main():
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
     ap.add_argument("--perf", default=None,
-                    help="record `perf record -g` of omni during the backups into this file")
+                    help="where to keep the `perf record -g` of omni in one extra, untimed backup "
+                         "(recorded whenever perf is installed)")
+    ap.add_argument("--perf-restore", default=None,
+                    help="after the timed restores, one more restore under perf: "
+                         "omni into PREFIX.omni, omnictl and etcdutl into PREFIX.omnictl")
+    ap.add_argument("--restore-only", action="store_true",
+                    help="each backup path once (untimed figures), then --runs restores")
     ap.add_argument("extra", nargs="*", help="extra omni flags")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="bench-backup-", dir=a.workdir)
+    if shutil.which("perf"):
+        # CPU s/GB by stage is part of every report, not an option.
+        a.perf = a.perf or f"{work}/perf-backup.data"
+    else:
+        print("bench: perf not found; no CPU by stage (apt-get install linux-perf)", flush=True)
     procs = []
     etcd = None
     try:
@@ -327,10 +324,15 @@ def main():
         omni_rss_idle = status_kib(omni.proc.pid, "VmRSS")
         res = {k: [] for k in ("C", "A", "B", "ours", "R-users", "R-ours", "D-ours")}
         cpu = {k: [] for k in res}
+        # The users' restore, step by step: which one the time goes to.
+        steps = {k: [] for k in ("aws s3 cp", "zstd -d", "etcdutl")}
         rss = {"omnictl restore": 0, "omnictl download": 0}
+        loads = []
+        backup_hwm = []
         snap_bytes = 0
-        perf = None
-        for i in range(a.runs):
+        backup_runs = 1 if a.restore_only else a.runs
+        for i in range(backup_runs):
+            loads.append(load())
             # C
             e0 = cpu_seconds(m0)
             p = subprocess.run([a.snapshot_null, etcd.url()], capture_output=True, check=True)
@@ -354,41 +356,49 @@ def main():
             cpu["B"].append({"etcd": cpu_seconds(m0) - e0, "etcdctl+zstd+aws": c,
                              "s3s-fs": cpu_seconds(s3.pid) - s0})
             # ours
-            if a.perf and i == a.runs - 1:
-                perf = subprocess.Popen(["perf", "record", "-F", "499", "-o", a.perf, "-p",
-                                         str(omni.proc.pid)], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
-                time.sleep(0.5)
+            reset_hwm(omni.proc.pid)
             e0, s0, o0 = etcd_cpu(), cpu_seconds(s3.pid), cpu_seconds(omni.proc.pid)
             res["ours"].append(omni.backup())
             cpu["ours"].append({"etcd (3 members)": etcd_cpu() - e0, "omni": cpu_seconds(omni.proc.pid) - o0,
                                 "s3s-fs": cpu_seconds(s3.pid) - s0})
-            if perf:
-                perf.send_signal(2)
-                perf.wait()
-                perf = None
-        omni_hwm_backup = status_kib(omni.proc.pid, "VmHWM")
+            backup_hwm.append(status_kib(omni.proc.pid, "VmHWM"))
+        omni_hwm_backup = max(backup_hwm)
+        if a.perf:
+            # One more backup, untimed: perf itself slows what it records.
+            perf = perf_attach(omni.proc.pid, a.perf)
+            o0 = cpu_seconds(omni.proc.pid)
+            omni.backup()
+            perf_detach(perf)
+            backup_omni_cpu = cpu_seconds(omni.proc.pid) - o0
+        # The restores' own peak, apart from the backups'.
+        hwm_reset = reset_hwm(omni.proc.pid)
         restore_flags = ["--name", "r0", "--initial-cluster", "r0=http://127.0.0.1:2380",
                          "--initial-advertise-peer-urls", "http://127.0.0.1:2380"]
+        restore_ours = [a.omnictl, "etcd-backup", "restore", "--cluster", CLUSTER, "--latest",
+                        "--data-dir", f"{work}/r-ours", "--etcdutl", a.etcdutl] + restore_flags
         for i in range(a.runs):
-            # restore, the users' way
+            loads.append(load())
+            # restore, the users' way, one step at a time
             s0 = cpu_seconds(s3.pid)
-            wall, c, _ = sh(f"{aws} s3 cp s3://{BUCKET}/users/b.db.zst {work}/r.db.zst; "
-                            f"zstd -q -d --rm {work}/r.db.zst -o {work}/r.db; "
-                            f"{a.etcdutl} snapshot restore {work}/r.db --data-dir {work}/r-users "
-                            + " ".join(restore_flags) + f" >/dev/null 2>&1; rm {work}/r.db", env=env)
-            res["R-users"].append(wall)
-            cpu["R-users"].append({"aws+zstd+etcdutl": c, "s3s-fs": cpu_seconds(s3.pid) - s0})
+            took = {}
+            took["aws s3 cp"] = sh(f"{aws} s3 cp s3://{BUCKET}/users/b.db.zst {work}/r.db.zst", env=env)
+            took["zstd -d"] = sh(f"zstd -q -d --rm {work}/r.db.zst -o {work}/r.db")
+            took["etcdutl"] = sh(f"{a.etcdutl} snapshot restore {work}/r.db --data-dir {work}/r-users "
+                                 + " ".join(restore_flags) + " >/dev/null 2>&1")
+            os.remove(f"{work}/r.db")
+            for k, (wall, _, _) in took.items():
+                steps[k].append(wall)
+            res["R-users"].append(sum(t[0] for t in took.values()))
+            cpu["R-users"].append({"aws+zstd+etcdutl": sum(t[1] for t in took.values()),
+                                   "s3s-fs": cpu_seconds(s3.pid) - s0})
             shutil.rmtree(f"{work}/r-users")
             # ours
             s0, o0 = cpu_seconds(s3.pid), cpu_seconds(omni.proc.pid)
-            wall, c, hwm = run([a.omnictl, "etcd-backup", "restore", "--cluster", CLUSTER, "--latest",
-                                "--data-dir", f"{work}/r-ours", "--etcdutl", a.etcdutl] + restore_flags,
-                               env=env_ctl)
+            wall, c, hwm = run(restore_ours, env=env_ctl)
             res["R-ours"].append(wall)
             cpu["R-ours"].append({"omnictl+etcdutl": c, "omni": cpu_seconds(omni.proc.pid) - o0,
                                   "s3s-fs": cpu_seconds(s3.pid) - s0})
-            rss["omnictl restore"] = max(rss["omnictl restore"], hwm)
+            rss["omnictl restore"] = max(rss["omnictl restore"], hwm or 0)
             shutil.rmtree(f"{work}/r-ours")
             # download only: omnictl's own peak
             o0 = cpu_seconds(omni.proc.pid)
@@ -396,14 +406,24 @@ def main():
                                 "-o", f"{work}/d.db"], env=env_ctl)
             res["D-ours"].append(wall)
             cpu["D-ours"].append({"omnictl": c, "omni": cpu_seconds(omni.proc.pid) - o0})
-            rss["omnictl download"] = max(rss["omnictl download"], hwm)
+            rss["omnictl download"] = max(rss["omnictl download"], hwm or 0)
             os.remove(f"{work}/d.db")
         omni_hwm = status_kib(omni.proc.pid, "VmHWM")
+        if a.perf_restore:
+            # Untimed: perf itself slows what it records.
+            o0 = cpu_seconds(omni.proc.pid)
+            perf = perf_attach(omni.proc.pid, a.perf_restore + ".omni")
+            run(["perf", "record", "-g", "-F", "499", "-o", a.perf_restore + ".omnictl", "--"]
+                + restore_ours, env=env_ctl)
+            perf_detach(perf)
+            restore_omni_cpu = cpu_seconds(omni.proc.pid) - o0
+            shutil.rmtree(f"{work}/r-ours")
 
         gb = snap_bytes / 1e9
         med = {k: statistics.median(v) for k, v in res.items()}
         print(f"\nsnapshot {snap_bytes / 2**20:.0f} MiB; 3-member etcd; s3s-fs; medians of {a.runs}; "
-              f"load {os.getloadavg()[0]:.2f}")
+              f"load average at each run's start {' '.join(f'{x:.2f}' for x in loads)}; "
+              f"now {load():.2f}")
         print(f"{'path':<9} {'median s':>9} {'runs':>24} {'vs C':>6} {'vs A':>6} {'vs B':>6}  CPU s/GB")
         for k, v in res.items():
             cpus = {}
@@ -417,12 +437,19 @@ def main():
             else:
                 ratio = f"{fmt_ratio(med[k], med['C']):>6} {fmt_ratio(med[k], med['A']):>6} {fmt_ratio(med[k], med['B']):>6}"
             print(f"{k:<9} {med[k]:>9.2f} {runs:>24} {ratio:<20}  {cpu_txt}")
-        print(f"(R-ours/D-ours 'vs B' column: vs R-users)")
+        print("(R-ours/D-ours 'vs B' column: vs R-users)")
+        print("R-users by step, median s: "
+              + ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in steps.items()))
         if a.perf:
-            perf_stages(a.perf, cpu["ours"][-1]["omni"] / gb)
+            perf_stages(a.perf, "one backup", backup_omni_cpu / gb)
+        if a.perf_restore:
+            perf_stages(a.perf_restore + ".omni", "one restore", restore_omni_cpu / gb)
+            perf_top(a.perf_restore + ".omnictl", "omnictl restore with etcdutl", "comm,dso")
+            perf_top(a.perf_restore + ".omnictl", "omnictl restore with etcdutl", "comm,sym", 25)
         print(f"omni VmRSS before the first backup: {omni_rss_idle / 1024:.0f} MiB; "
-              f"VmHWM: {omni_hwm_backup / 1024:.0f} MiB after {a.runs} backups, "
-              f"{omni_hwm / 1024:.0f} MiB after the restores; "
+              f"VmHWM: {omni_hwm_backup / 1024:.0f} MiB in the backups "
+              f"({' '.join(f'{x / 1024:.0f}' for x in backup_hwm)}), "
+              f"{omni_hwm / 1024:.0f} MiB {'in' if hwm_reset else 'after'} the restores; "
               f"omnictl peak RSS: restore (with etcdutl) {rss['omnictl restore'] / 1024:.0f} MiB, "
               f"download {rss['omnictl download'] / 1024:.0f} MiB")
     finally:

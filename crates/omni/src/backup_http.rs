@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State as AxState};
+use axum::extract::{Path, Query, State as AxState};
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use axum::routing::get;
@@ -35,14 +35,33 @@ pub fn router(api: Api, source: Arc<EtcdBackupSource>) -> Router {
         .with_state(Ctx { api, source })
 }
 
+/// Query of the snapshot download.
+#[derive(Debug, serde::Deserialize)]
+struct SnapshotQuery {
+    /// Who checks the SHA-256 trailer: `server` (the default) or `client`.
+    check: Option<String>,
+}
+
 /// The restored snapshot (decrypted, decompressed, trailer verified on the
-/// way). A failure mid-stream aborts the response, so a client never takes
-/// a truncated body for a whole one.
+/// way, unless `?check=client`: a client that checks it itself, as omnictl
+/// does, spares the server a second SHA-256 of the whole snapshot). A
+/// failure mid-stream aborts the response, so a client never takes a
+/// truncated body for a whole one.
 async fn snapshot(
     AxState(ctx): AxState<Ctx>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(query): Query<SnapshotQuery>,
 ) -> Result<Response, ApiError> {
+    let check = match query.check.as_deref() {
+        None | Some("server") => omni_backup::TrailerCheck::Here,
+        Some("client") => omni_backup::TrailerCheck::Reader,
+        Some(other) => {
+            return Err(ApiError::Invalid(format!(
+                "query parameter check: {other:?} is neither \"server\" nor \"client\""
+            )))
+        }
+    };
     let caller = ctx.api.caller(&headers).await?;
     caller.require(Role::Operator, "downloading backups")?;
     let (_, data, _) = ctx.source.locate(&id).await?;
@@ -54,7 +73,7 @@ async fn snapshot(
     tracing::info!(backup = %id, store = %store_name, token = %caller.token_id, "snapshot download");
     let (mut writer, reader) = tokio::io::duplex(CHUNK);
     let task = tokio::spawn(async move {
-        let r = omni_backup::download(&store, &key, &identity, &mut writer).await;
+        let r = omni_backup::download_checked(&store, &key, &identity, &mut writer, check).await;
         if let Err(e) = &r {
             tracing::warn!(error = %e, "snapshot download failed");
         }

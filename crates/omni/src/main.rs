@@ -1,6 +1,7 @@
 //! `omni`: the server binary. Thin: resolves configuration and hands over
 //! to [`server::run`].
 
+mod alloc;
 mod backup_http;
 mod config;
 mod config_ops;
@@ -22,6 +23,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     init_logs(config.json_logs);
+    alloc::tune();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

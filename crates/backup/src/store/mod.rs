@@ -4,6 +4,7 @@ mod copy;
 mod deltas;
 mod error;
 mod journal;
+mod ranged;
 mod remote;
 mod sink;
 
@@ -22,6 +23,7 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, Re
 pub use deltas::DeltaObject;
 pub use error::StoreError;
 pub use journal::{JournalError, NoJournal, OpenUpload, UploadJournal};
+pub use ranged::{RANGES_IN_FLIGHT, RANGE_PART};
 pub(crate) use sink::ObjectSink;
 pub use sink::{MAX_PARTS_IN_FLIGHT, PART_SIZE, TEMP_PREFIX, TEMP_SUFFIX};
 

@@ -7,5 +7,6 @@ mod faults;
 mod journal;
 mod listing;
 mod local;
+mod ranged;
 mod s3;
 mod tls;

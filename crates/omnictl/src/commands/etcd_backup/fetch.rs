@@ -10,7 +10,7 @@ use futures::StreamExt;
 use omni_resources::specs::backup::EtcdBackupSpec;
 use omni_resources::specs::Kind;
 use omni_resources::{Resource, LABEL_CLUSTER, NS_EXTERNAL};
-use omni_snapshot::digest::{TrailerVerifier, TRAILER_LEN};
+use omni_snapshot::digest::TrailerVerifier;
 
 use super::super::Context;
 
@@ -66,8 +66,9 @@ pub async fn fetch(
     fetch_with(ctx, cluster, snapshot, mode, path).await
 }
 
-/// [`fetch`] of the snapshot into a scratch file that `etcdutl snapshot
-/// restore` reads once before it is removed; see [`Mode::Scratch`].
+/// [`fetch`] of the snapshot, trailer verified, into a scratch file that
+/// `etcdutl snapshot restore` reads once before it is removed; see
+/// [`Mode::Scratch`].
 pub async fn fetch_scratch(
     ctx: &Context,
     cluster: &str,
@@ -84,10 +85,10 @@ pub(super) enum Mode {
     Encrypted,
     /// The snapshot, its trailer checked here; synced to disk.
     Verified,
-    /// The snapshot for `etcdutl snapshot restore`, which checks the trailer
-    /// itself (as the server did before it ended the stream): neither hashed
-    /// a third time here nor synced, since a crash loses it anyway and
-    /// etcdutl syncs what it writes. Its `sha256` is the trailer.
+    /// The snapshot for `etcdutl snapshot restore`: its trailer checked here
+    /// on the bytes as they are written, so that etcdutl can skip its own
+    /// second read of the whole file (`--skip-hash-check`); not synced, since
+    /// a crash loses it anyway and etcdutl syncs what it writes.
     Scratch,
 }
 
@@ -105,10 +106,10 @@ async fn fetch_with(
         .get("size")
         .and_then(|v| v.as_u64())
         .unwrap_or(0);
-    let what = if mode == Mode::Encrypted {
-        "object"
-    } else {
-        "snapshot"
+    // Checked here, as written: the server need not hash it too.
+    let what = match mode {
+        Mode::Encrypted => "object",
+        Mode::Verified | Mode::Scratch => "snapshot?check=client",
     };
     let stream = ctx
         .client()?
@@ -188,15 +189,13 @@ pub(super) async fn write_atomically(
         .tempfile_in(&dir)
         .with_context(|| format!("creating a temp file in {}", dir.display()))?;
     let mut verifier = TrailerVerifier::new();
-    let mut tail = Vec::with_capacity(2 * TRAILER_LEN);
     let progress = Progress::new(size_hint);
     let mut written = 0u64;
     let mut out = std::io::BufWriter::with_capacity(WRITE_BUF, tmp.as_file());
     while let Some(chunk) = body.next().await {
         let chunk = chunk.context("download interrupted")?;
         match mode {
-            Mode::Verified => verifier.update(&chunk),
-            Mode::Scratch => keep_tail(&mut tail, &chunk),
+            Mode::Verified | Mode::Scratch => verifier.update(&chunk),
             Mode::Encrypted => {}
         }
         out.write_all(&chunk).context("writing the snapshot")?;
@@ -207,15 +206,11 @@ pub(super) async fn write_atomically(
     drop(out);
     progress.finish();
     let sha = match mode {
-        Mode::Verified => Some(
+        Mode::Verified | Mode::Scratch => Some(
             verifier
                 .finish()
                 .context("integrity check failed; nothing was written")?,
         ),
-        Mode::Scratch if tail.len() == TRAILER_LEN => {
-            Some(tail.iter().map(|b| format!("{b:02x}")).collect())
-        }
-        Mode::Scratch => bail!("snapshot too short: {written} bytes; nothing was written"),
         Mode::Encrypted => None,
     };
     if mode != Mode::Scratch {
@@ -224,18 +219,6 @@ pub(super) async fn write_atomically(
     tmp.persist(path)
         .with_context(|| format!("moving the snapshot to {}", path.display()))?;
     Ok(sha)
-}
-
-/// Keeps the last [`TRAILER_LEN`] bytes seen in `tail`.
-fn keep_tail(tail: &mut Vec<u8>, chunk: &[u8]) {
-    if chunk.len() >= TRAILER_LEN {
-        tail.clear();
-        tail.extend_from_slice(&chunk[chunk.len() - TRAILER_LEN..]);
-        return;
-    }
-    tail.extend_from_slice(chunk);
-    let extra = tail.len().saturating_sub(TRAILER_LEN);
-    tail.drain(..extra);
 }
 
 /// A progress bar on a terminal, nothing otherwise.
@@ -272,16 +255,55 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use omni_snapshot::digest::{DigestError, TRAILER_LEN};
 
-    #[test]
-    fn the_tail_is_the_last_trailer_bytes_in_any_chunking() {
-        let data: Vec<u8> = (0..200u8).collect();
-        for size in [1, 5, 31, 32, 33, 64, 200] {
-            let mut tail = Vec::new();
-            for c in data.chunks(size) {
-                keep_tail(&mut tail, c);
-            }
-            assert_eq!(tail, &data[data.len() - TRAILER_LEN..], "chunks of {size}");
-        }
+    type Body = futures::stream::BoxStream<'static, Result<bytes::Bytes, omni_client::ClientError>>;
+
+    fn body(data: Vec<u8>) -> Body {
+        let chunks: Vec<_> = data
+            .chunks(1000)
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .collect();
+        futures::stream::iter(chunks).boxed()
+    }
+
+    /// `db` and its SHA-256 trailer, as etcd sends it; and the digest in hex.
+    fn snapshot(db: &[u8]) -> (Vec<u8>, String) {
+        // The verifier names the digest it computed when the trailer is wrong.
+        let mut v = TrailerVerifier::new();
+        v.update(db);
+        v.update(&[0; TRAILER_LEN]);
+        let Err(DigestError::Mismatch { actual, .. }) = v.finish() else {
+            panic!("a zero trailer matched");
+        };
+        let mut s = db.to_vec();
+        s.extend(
+            (0..TRAILER_LEN).map(|i| u8::from_str_radix(&actual[2 * i..2 * i + 2], 16).unwrap()),
+        );
+        (s, actual)
+    }
+
+    /// etcdutl runs with `--skip-hash-check`: the scratch file's check is the only one.
+    #[tokio::test]
+    async fn a_scratch_snapshot_is_verified_as_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapshot.db");
+        let db: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let (good, digest) = snapshot(&db);
+        let sha = write_atomically(&path, body(good.clone()), Mode::Scratch, 0)
+            .await
+            .unwrap();
+        assert_eq!(sha, Some(digest));
+        assert_eq!(std::fs::read(&path).unwrap(), good);
+        std::fs::remove_file(&path).unwrap();
+
+        let mut bad = good;
+        bad[5000] ^= 1;
+        let err = write_atomically(&path, body(bad), Mode::Scratch, 0)
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("SHA-256 mismatch"), "{err:#}");
+        assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }
