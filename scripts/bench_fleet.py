@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -15,15 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from benchlib import cpu_seconds, free_port, status_kib
 
 
 def start_etcd(etcd, etcdctl, work, name):
@@ -42,20 +33,6 @@ def start_etcd(etcd, etcdctl, work, name):
             return proc, url
         time.sleep(0.1)
     sys.exit(f"{name} did not start")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def status_kib(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 class Client:
