@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use etcd_client::{Client, GetOptions, PutOptions, Txn, TxnOp};
-use omni_testkit::{etcd_bins, EtcdCluster};
+use omni_testkit::EtcdCluster;
 use ops::*;
 
 /// A digest of every key at `rev` (0: now): key, value, create and mod
@@ -144,21 +144,17 @@ async fn restores_every_recorded_moment_and_survives_a_kill_mid_segment() {
             .await
             .unwrap();
     }
-    let bins = etcd_bins().unwrap();
     let work = tempfile::tempdir().unwrap();
     let drills = work.path().join("drills");
-    let mut omni = Omni::start(&[
-        "--etcd-bin",
-        path_str(&bins.etcd),
-        "--etcdutl-bin",
-        path_str(&bins.etcdutl),
-        "--etcd-backup-drill-dir",
-        path_str(&drills),
-        "--etcd-backup-drill-timeout",
-        "60s",
-        "--etcd-backup-retry-backoff",
-        "1s",
-    ])
+    let mut omni = start_with_etcd_bins(
+        &drills,
+        &[
+            "--etcd-backup-drill-timeout",
+            "60s",
+            "--etcd-backup-retry-backoff",
+            "1s",
+        ],
+    )
     .await;
     register_machines(&omni, &etcd, "c1");
     let out = apply_cluster(&omni, "c1", CONTINUOUS);
@@ -309,20 +305,16 @@ async fn restores_every_recorded_moment_and_survives_a_kill_mid_segment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_member_ends_the_chain_and_a_new_one_covers_what_follows() {
     let mut etcd = EtcdCluster::start(3).await.unwrap();
-    let bins = etcd_bins().unwrap();
     let work = tempfile::tempdir().unwrap();
-    let omni = Omni::start(&[
-        "--etcd-bin",
-        path_str(&bins.etcd),
-        "--etcdutl-bin",
-        path_str(&bins.etcdutl),
-        "--etcd-backup-drill-dir",
-        path_str(&work.path().join("drills")),
-        "--etcd-backup-retry-backoff",
-        "1s",
-        "--machine-probe-interval",
-        "1s",
-    ])
+    let omni = start_with_etcd_bins(
+        &work.path().join("drills"),
+        &[
+            "--etcd-backup-retry-backoff",
+            "1s",
+            "--machine-probe-interval",
+            "1s",
+        ],
+    )
     .await;
     register_machines(&omni, &etcd, "c1");
     assert!(apply_cluster(&omni, "c1", CONTINUOUS).status.success());

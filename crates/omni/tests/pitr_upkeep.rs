@@ -11,7 +11,7 @@ use std::path::Path;
 
 use common::*;
 use etcd_client::{Client, GetOptions};
-use omni_testkit::{etcd_bins, EtcdCluster};
+use omni_testkit::EtcdCluster;
 use ops::*;
 
 async fn revision(c: &mut Client) -> i64 {
@@ -25,22 +25,18 @@ async fn revision(c: &mut Client) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drill_proves_the_newest_point_and_names_a_damaged_segment() {
     let etcd = EtcdCluster::start(1).await.unwrap();
-    let bins = etcd_bins().unwrap();
     let work = tempfile::tempdir().unwrap();
-    let omni = Omni::start(&[
-        "--etcd-bin",
-        path_str(&bins.etcd),
-        "--etcdutl-bin",
-        path_str(&bins.etcdutl),
-        "--etcd-backup-drill-dir",
-        path_str(&work.path().join("drills")),
-        "--etcd-backup-drill-timeout",
-        "60s",
-        "--etcd-backup-min-interval",
-        "1s",
-        "--etcd-backup-tick",
-        "1s",
-    ])
+    let omni = start_with_etcd_bins(
+        &work.path().join("drills"),
+        &[
+            "--etcd-backup-drill-timeout",
+            "60s",
+            "--etcd-backup-min-interval",
+            "1s",
+            "--etcd-backup-tick",
+            "1s",
+        ],
+    )
     .await;
     register_machines(&omni, &etcd, "c1");
     let conf = format!("{CONTINUOUS}    restoredrill:\n      interval:\n        seconds: 2\n");
@@ -232,20 +228,16 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_etcd_destroyed_mid_load_loses_nothing_omni_had_stored() {
     let mut etcd = EtcdCluster::start(3).await.unwrap();
-    let bins = etcd_bins().unwrap();
     let work = tempfile::tempdir().unwrap();
-    let omni = Omni::start(&[
-        "--etcd-bin",
-        path_str(&bins.etcd),
-        "--etcdutl-bin",
-        path_str(&bins.etcdutl),
-        "--etcd-backup-drill-dir",
-        path_str(&work.path().join("drills")),
-        "--etcd-backup-drill-timeout",
-        "60s",
-        "--etcd-backup-retry-backoff",
-        "1s",
-    ])
+    let omni = start_with_etcd_bins(
+        &work.path().join("drills"),
+        &[
+            "--etcd-backup-drill-timeout",
+            "60s",
+            "--etcd-backup-retry-backoff",
+            "1s",
+        ],
+    )
     .await;
     register_machines(&omni, &etcd, "c1");
     assert!(apply_cluster(&omni, "c1", CONTINUOUS).status.success());

@@ -152,3 +152,19 @@ pub async fn covered(omni: &Omni, cluster: &str, rev: i64) -> serde_json::Value 
     })
     .await
 }
+
+/// Starts omni with the test etcd's `etcd` and `etcdutl` (for drills and
+/// point-in-time restores), drills under `drills`, and `extra` flags.
+pub async fn start_with_etcd_bins(drills: &std::path::Path, extra: &[&str]) -> Omni {
+    let bins = omni_testkit::etcd_bins().unwrap();
+    let mut args = vec![
+        "--etcd-bin",
+        path_str(&bins.etcd),
+        "--etcdutl-bin",
+        path_str(&bins.etcdutl),
+        "--etcd-backup-drill-dir",
+        path_str(drills),
+    ];
+    args.extend_from_slice(extra);
+    Omni::start(&args).await
+}
