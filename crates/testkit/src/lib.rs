@@ -21,3 +21,17 @@ pub use etcd::{EtcdCluster, EtcdMember};
 pub use s3::S3Server;
 pub use tls::{write_server_certs, TlsPem};
 pub use wait::{free_port, wait_until};
+
+/// Incompressible bytes (xorshift from `seed`): stored backups as large as
+/// the data, and ranges that differ from each other.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

@@ -12,15 +12,7 @@ use omni_testkit::S3Server;
 use crate::common::*;
 
 fn data(len: usize) -> Vec<u8> {
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    omni_testkit::noise(0x2545_F491_4F6C_DD1D, len)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -238,19 +238,10 @@ pub fn backup_status(omni: &Omni, cluster: &str) -> serde_json::Value {
     serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()["spec"].clone()
 }
 
-/// Incompressible bytes (xorshift), so stored backups are as large as the
-/// db and take long enough to interrupt.
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+/// Incompressible bytes, so stored backups are as large as the db and
+/// take long enough to interrupt.
+#[allow(unused_imports)] // not every test binary uses it
+pub use omni_testkit::noise;
 
 /// Unix seconds now.
 pub fn now() -> i64 {
