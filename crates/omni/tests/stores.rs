@@ -3,9 +3,11 @@
 //! secondary (the secondary killed mid-copy, then restarted: the copy
 //! completes by itself and nothing half-copied is ever listed), listing
 //! says where each backup is, and download and verify fall back to the
-//! other copy when one is damaged or missing.
+//! other copy when one is damaged or missing. A copy that keeps failing
+//! is announced to an alert receiver, and resolved once it succeeds.
 
 mod common;
+mod receiver;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +16,7 @@ use std::sync::Arc;
 use common::slow_proxy::slow_proxy;
 use common::*;
 use omni_testkit::{EtcdCluster, S3Server};
+use receiver::{receiver_yaml, Inbox};
 use serde_json::Value;
 
 fn s3_store_yaml(name: &str, s3: &S3Server) -> String {
@@ -161,6 +164,16 @@ async fn copies_survive_a_killed_secondary_and_reads_fall_back() {
         "    store: main\n    secondarystore: offsite\n",
     ));
     assert!(out.status.success(), "{}", stderr(&out));
+    let hook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", hook.local_addr().unwrap());
+    let inbox = Inbox::serve(hook).await;
+    let out = omni.apply_yaml(&receiver_yaml(
+        "copies",
+        "webhook",
+        &hook_url,
+        "  events: [copy-failed]\n",
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
 
     // 1. A backup lands in the primary, then its copy in the secondary.
     let first = backup_now(&omni, "c").await;
@@ -237,6 +250,22 @@ async fn copies_survive_a_killed_secondary_and_reads_fall_back() {
     })
     .await;
     assert!(st["pending"].as_u64() >= Some(1), "{st}");
+    // The receiver is told, once, naming the cluster and the store.
+    let firing = eventually("the copy-failed alert", || {
+        inbox
+            .webhook("/hook", "copy-failed", "firing")
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(firing.body["cluster"], "c", "{:?}", firing.body);
+    assert!(
+        firing.body["summary"]
+            .as_str()
+            .is_some_and(|t| t.contains("offsite")),
+        "{:?}",
+        firing.body
+    );
 
     // 3. Back up: the copy completes by itself.
     upload_delay_ms.store(0, Ordering::SeqCst);
@@ -253,6 +282,16 @@ async fn copies_survive_a_killed_secondary_and_reads_fall_back() {
         (st["status"].as_i64(), st["error"].as_str()),
         (Some(1), Some("")),
         "{st}"
+    );
+    eventually("the copy-failed alert resolved", || {
+        (!inbox.webhook("/hook", "copy-failed", "resolved").is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        inbox.webhook("/hook", "copy-failed", "firing").len(),
+        1,
+        "{:?}",
+        inbox.all()
     );
     // 3b. omni itself is killed during a copy: the restarted server makes
     // it again by itself.

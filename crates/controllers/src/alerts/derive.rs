@@ -9,6 +9,7 @@ use omni_resources::specs::alert::{event, AlertReceiverSpec};
 use omni_resources::specs::backup::{status, EtcdBackupStatusSpec};
 use omni_resources::specs::backup_drill::EtcdBackupDrillStatusSpec;
 use omni_resources::specs::backup_retention::EtcdBackupRetentionStatusSpec;
+use omni_resources::specs::backup_store::EtcdBackupCopyStatusSpec;
 use omni_resources::Timestamp;
 
 pub const CRITICAL: &str = "critical";
@@ -36,6 +37,8 @@ pub struct ClusterFacts {
     pub backup: Option<EtcdBackupStatusSpec>,
     pub drill: Option<EtcdBackupDrillStatusSpec>,
     pub retention: Option<EtcdBackupRetentionStatusSpec>,
+    /// Copies to the cluster's secondary store, when it has one.
+    pub copy: Option<EtcdBackupCopyStatusSpec>,
     /// Consecutive retention runs that deleted nothing while over policy
     /// (counted by [`count_idle_runs`]).
     pub retention_idle_runs: u32,
@@ -136,6 +139,20 @@ pub fn cluster_conditions(
             ),
         });
     }
+    if let Some(cp) = facts.copy.as_ref().filter(|s| s.status == status::ERROR) {
+        out.push(Condition {
+            alert: event::COPY_FAILED,
+            severity: WARNING,
+            summary: format!(
+                "backups of cluster {c} are not being copied to store {}",
+                cp.secondarystore
+            ),
+            description: format!(
+                "{} backup(s) without their copy, {} failed attempt(s) in a row: {}",
+                cp.pending, cp.attempts, cp.error
+            ),
+        });
+    }
     out
 }
 
@@ -151,6 +168,10 @@ pub fn holds(facts: &ClusterFacts, alert: &str) -> bool {
             .drill
             .as_ref()
             .is_some_and(|d| d.status == status::RUNNING),
+        event::COPY_FAILED => facts
+            .copy
+            .as_ref()
+            .is_some_and(|s| s.status == status::RUNNING),
         _ => false,
     }
 }

@@ -1,5 +1,5 @@
 //! The alert controller: derives the firing alerts of each cluster (backup
-//! failed, backups stale, drill failed, retention stuck) and of the store
+//! failed, backups stale, drill failed, retention stuck, copies to the secondary store failing) and of the store
 //! (configuration invalid) from the statuses other controllers write, keeps
 //! one `AlertStatuses` resource per alert instance (its only output), and
 //! delivers firing, repeated and resolved messages to every
@@ -29,6 +29,7 @@ use omni_resources::specs::backup::{
 };
 use omni_resources::specs::backup_drill::EtcdBackupDrillStatusSpec;
 use omni_resources::specs::backup_retention::EtcdBackupRetentionStatusSpec;
+use omni_resources::specs::backup_store::EtcdBackupCopyStatusSpec;
 use omni_resources::specs::cluster::ClusterSpec;
 use omni_resources::specs::Kind;
 use omni_resources::{LabelSelector, Phase, Timestamp, NS_DEFAULT, NS_EPHEMERAL};
@@ -46,6 +47,7 @@ const CLUSTER_ALERTS: &[&str] = &[
     event::BACKUP_STALE,
     event::DRILL_FAILED,
     event::RETENTION_IDLE,
+    event::COPY_FAILED,
 ];
 
 /// Knobs of the alert controller.
@@ -181,6 +183,10 @@ impl AlertController {
             .get_spec::<EtcdBackupRetentionStatusSpec>(NS_EPHEMERAL, name)
             .await?;
         let retention = retention.map(|(_, s)| s);
+        let copy = state
+            .get_spec::<EtcdBackupCopyStatusSpec>(NS_EPHEMERAL, name)
+            .await?
+            .map(|(_, s)| s);
         let idle_runs = match &retention {
             Some(r) => {
                 let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -199,6 +205,7 @@ impl AlertController {
             drill: drill.map(|(_, s)| s),
             retention,
             retention_idle_runs: idle_runs,
+            copy,
         };
         Ok(Some((facts, cluster.metadata.labels)))
     }
@@ -468,6 +475,7 @@ impl Controller for AlertController {
             Input::by_id(EtcdBackupStatusSpec::TYPE),
             Input::by_id(EtcdBackupDrillStatusSpec::TYPE),
             Input::by_id(EtcdBackupRetentionStatusSpec::TYPE),
+            Input::by_id(EtcdBackupCopyStatusSpec::TYPE),
             Input::kind(EtcdBackupOverallStatusSpec::TYPE),
             Input::every_key(AlertReceiverSpec::TYPE),
         ]

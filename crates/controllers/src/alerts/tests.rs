@@ -10,6 +10,7 @@ use omni_resources::specs::alert::{
 use omni_resources::specs::backup::{status, EtcdBackupStatusSpec};
 use omni_resources::specs::backup_drill::EtcdBackupDrillStatusSpec;
 use omni_resources::specs::backup_retention::EtcdBackupRetentionStatusSpec;
+use omni_resources::specs::backup_store::EtcdBackupCopyStatusSpec;
 use omni_resources::Timestamp;
 
 use super::derive::{self, ClusterFacts};
@@ -160,6 +161,39 @@ fn retention_idle_counts_new_runs_over_policy_only() {
     assert_eq!(names(&f, &recv, at(0)), [event::RETENTION_IDLE]);
     f.retention_idle_runs = 2;
     assert!(names(&f, &recv, at(0)).is_empty());
+}
+
+#[test]
+fn a_failing_copy_to_the_secondary_fires_until_a_copy_succeeds() {
+    let r = AlertReceiverSpec::default();
+    let mut f = facts();
+    f.copy = Some(EtcdBackupCopyStatusSpec {
+        status: status::ERROR,
+        error: "uploading to store \"offsite\": connection refused".into(),
+        store: "main".into(),
+        secondarystore: "offsite".into(),
+        pending: 2,
+        attempts: 3,
+        ..Default::default()
+    });
+    let c = derive::cluster_conditions(&f, &r, at(10));
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c[0].alert, event::COPY_FAILED);
+    assert_eq!(c[0].severity, derive::WARNING);
+    assert!(c[0].summary.contains("offsite"), "{}", c[0].summary);
+    assert!(
+        c[0].description.contains("2 backup(s)") && c[0].description.contains("connection refused"),
+        "{}",
+        c[0].description
+    );
+    // A retry under way holds the alert; a copy that succeeds clears it.
+    assert!(!derive::holds(&f, event::COPY_FAILED));
+    f.copy.as_mut().unwrap().status = status::RUNNING;
+    assert!(derive::holds(&f, event::COPY_FAILED));
+    f.copy.as_mut().unwrap().status = status::OK;
+    assert!(names(&f, &r, at(10)).is_empty());
+    // The receiver may ask for it by name.
+    assert!(event::ALL.contains(&event::COPY_FAILED));
 }
 
 #[test]

@@ -29,12 +29,14 @@ pub mod event {
     pub const DRILL_FAILED: &str = "drill-failed";
     pub const STORE_CONFIG_INVALID: &str = "store-config-invalid";
     pub const RETENTION_IDLE: &str = "retention-idle";
+    pub const COPY_FAILED: &str = "copy-failed";
     pub const ALL: &[&str] = &[
         BACKUP_FAILED,
         BACKUP_STALE,
         DRILL_FAILED,
         STORE_CONFIG_INVALID,
         RETENTION_IDLE,
+        COPY_FAILED,
     ];
 }
 
