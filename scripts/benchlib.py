@@ -29,6 +29,23 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def machine_jiffies():
+    """Whole-machine CPU time from /proc/stat: (busy, iowait, total) jiffies
+    summed over all cores; busy is everything but idle and iowait."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle, iowait = v[3], v[4]
+    total = sum(v[:8])
+    return total - idle - iowait, iowait, total
+
+
+def machine_use(before, after):
+    """What the machine did between two machine_jiffies(): busy and iowait
+    as a share of all cores' time (0..1)."""
+    busy, wait, total = (a - b for a, b in zip(after, before))
+    return busy / max(total, 1), wait / max(total, 1)
+
+
 def status_kib(pid, key):
     """A KiB field of /proc/PID/status (VmRSS, VmHWM, ...); 0 once the process is gone."""
     try:
