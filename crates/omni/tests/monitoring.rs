@@ -199,6 +199,24 @@ async fn live_scrape_counts_backups_failures_and_drills() {
     // The drill of the newest backup proves it restorable.
     let newest = backup_ids(&omni, "c1").remove(0);
     let newest_at: i64 = newest.rsplit('-').next().unwrap().parse().unwrap();
+    // The status carries the newest backup's stored size, as listed.
+    let listed = omni.ctl_ok(&[
+        "get",
+        "etcdbackup",
+        "--selector",
+        "omni.sidero.dev/cluster=c1",
+        "-o",
+        "json",
+    ]);
+    let listed_size = serde_json::Deserializer::from_str(&listed)
+        .into_iter::<serde_json::Value>()
+        .filter_map(Result::ok)
+        .find(|b| b["metadata"]["id"] == newest.as_str())
+        .map(|b| b["spec"]["size"].clone())
+        .expect("the newest backup listed");
+    assert!(listed_size.as_u64() > Some(0), "{listed_size}");
+    let st = spec(&omni, "etcdbackupstatus", "c1").unwrap();
+    assert_eq!(st["lastbackupsize"], listed_size, "{st}");
     let drill = eventually("a drill of the newest backup", || {
         spec(&omni, "etcdbackupdrillstatus", "c1")
             .filter(|s| s["backup"] == newest && s["status"] == 1)

@@ -64,7 +64,7 @@ impl Job {
                     stored.size,
                     stored.snapshot_bytes,
                 );
-                Ok(())
+                Ok(stored.size)
             }
             Ok(Err(e)) => {
                 if e.may_have_landed {
@@ -83,10 +83,11 @@ impl Job {
             }
         };
         let recorded = set_status(&self.state, &self.cluster, |s| match &outcome {
-            Ok(()) => {
+            Ok(size) => {
                 s.status = status::OK;
                 s.error.clear();
                 s.lastbackuptime = at;
+                s.lastbackupsize = *size;
             }
             Err(e) => {
                 s.status = status::ERROR;
@@ -98,7 +99,7 @@ impl Job {
             tracing::warn!(cluster = %self.cluster, error = %e, "cannot record backup result");
         }
         match outcome {
-            Ok(()) => {
+            Ok(_) => {
                 tracing::info!(cluster = %self.cluster, at = at.seconds, "backup done");
                 Some(at)
             }

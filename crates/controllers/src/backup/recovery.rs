@@ -156,7 +156,12 @@ impl EtcdBackupController {
         job::set_status(state, cluster, |s| {
             s.status = status::OK;
             s.error.clear();
-            s.lastbackuptime = s.lastbackuptime.max(at);
+            if at > s.lastbackuptime {
+                s.lastbackuptime = at;
+                // Not measured by this run: unknown rather than the size
+                // of an older backup.
+                s.lastbackupsize = 0;
+            }
         })
         .await?;
         let mut mem = self.memory();

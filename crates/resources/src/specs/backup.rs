@@ -128,6 +128,14 @@ pub struct EtcdBackupStatusSpec {
     /// How long that drill took, download to health check.
     #[serde(skip_serializing_if = "is_zero_duration")]
     pub lastdrillrestoreduration: ProtoDuration,
+    /// Bytes stored for the newest good backup (compressed and encrypted),
+    /// so that showing it needs no listing of the store.
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub lastbackupsize: u64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Unset recovery-point fields stay out of the YAML, so a status (and the
