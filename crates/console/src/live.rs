@@ -3,9 +3,9 @@
 //! durations, drill results), and one watcher that turns state changes
 //! into row updates for every open page.
 //!
-//! The memory lives in the process: after a restart the size column fills
-//! again as clusters back up (or their page is opened), and the duration
-//! and drill histories start empty.
+//! The memory lives in the process: after a restart sizes come back from
+//! the backup statuses (which carry the newest backup's size), and the
+//! duration and drill histories start empty.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -208,6 +208,8 @@ impl Fleet {
         }
     }
 
+    /// Folds a status change into the memory; true for a new backup whose
+    /// size the status does not carry (the store has to be asked).
     fn remember(&self, event: &omni_state::Event) -> bool {
         let r = &event.resource;
         let cluster = r.metadata.id.clone();
@@ -220,11 +222,18 @@ impl Fleet {
                 let (at, attempt) = (s.lastbackuptime.seconds, s.lastbackupattempt.seconds);
                 if s.status == status::OK && at > 0 {
                     let mut mem = self.mem();
-                    let d = mem.durations.entry(cluster).or_default();
+                    let d = mem.durations.entry(cluster.clone()).or_default();
                     new_backup = !d.contains_key(&at);
                     d.insert(at, (at - attempt).max(0));
                     while d.len() > HISTORY {
                         d.pop_first();
+                    }
+                    if s.lastbackupsize > 0 {
+                        mem.sizes.insert(cluster, s.lastbackupsize);
+                        new_backup = false;
+                    } else if new_backup {
+                        // Better no size than the size of an older backup.
+                        mem.sizes.remove(&cluster);
                     }
                 }
             }
@@ -271,7 +280,14 @@ impl Fleet {
             match next {
                 Ok(event) => {
                     let cluster = event.resource.metadata.id.clone();
-                    if self.remember(&event) {
+                    let unsized_backup = self.remember(&event);
+                    // Rows are built for open pages only: with none open, a
+                    // fleet's every status change would cost a row (and,
+                    // for a backup of unknown size, a store listing).
+                    if self.updates.receiver_count() == 0 {
+                        continue;
+                    }
+                    if unsized_backup {
                         let _ = self.list_backups(&cluster).await;
                     }
                     self.publish(&cluster).await;
@@ -304,13 +320,17 @@ impl Fleet {
         }
     }
 
-    /// Learns the size of each cluster's newest backup from the store.
+    /// Learns from the store the size of each cluster's newest backup that
+    /// its status does not carry (statuses written by older versions).
     async fn warm_up_sizes(&self) {
         let all = LabelSelector::default();
         let Ok(clusters) = self.state.list(NS_DEFAULT, ClusterSpec::TYPE, &all).await else {
             return;
         };
         for c in clusters {
+            if self.mem().sizes.contains_key(&c.metadata.id) {
+                continue;
+            }
             if let Err(e) = self.list_backups(&c.metadata.id).await {
                 tracing::debug!(cluster = %c.metadata.id, error = %e, "console: no backup listing");
             }
@@ -334,4 +354,48 @@ async fn specs<K: Kind + serde::de::DeserializeOwned>(
 async fn select_next(watches: &mut [omni_state::Watch]) -> Result<Arc<omni_state::Event>, u64> {
     let futs = watches.iter_mut().map(|w| Box::pin(w.next()));
     futures::future::select_all(futs).await.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omni_resources::Resource;
+
+    fn status_event(cluster: &str, at: i64, size: u64) -> omni_state::Event {
+        let spec = EtcdBackupStatusSpec {
+            status: status::OK,
+            lastbackuptime: Timestamp::from_unix(at),
+            lastbackupattempt: Timestamp::from_unix(at),
+            lastbackupsize: size,
+            ..Default::default()
+        };
+        omni_state::Event {
+            kind: EventKind::Updated,
+            resource: Resource::from_spec(EtcdBackupStatusSpec::TYPE, NS_EPHEMERAL, cluster, &spec),
+            previous: None,
+            revision: 1,
+        }
+    }
+
+    fn size(fleet: &Fleet, cluster: &str) -> Option<u64> {
+        fleet.mem().sizes.get(cluster).copied()
+    }
+
+    /// The size column comes from the status: a backup that says its size
+    /// needs no store listing; one that does not drops the older size
+    /// rather than show it as the newest one's.
+    #[test]
+    fn a_status_with_its_size_needs_no_listing() {
+        let fleet = Fleet::new(State::memory(), None);
+        assert!(!fleet.remember(&status_event("c1", 100, 4096)));
+        assert_eq!(size(&fleet, "c1"), Some(4096));
+        // The same backup seen again changes nothing.
+        assert!(!fleet.remember(&status_event("c1", 100, 4096)));
+        assert!(!fleet.remember(&status_event("c1", 200, 8192)));
+        assert_eq!(size(&fleet, "c1"), Some(8192));
+        // A newer backup of unknown size: ask the store, show no stale size.
+        assert!(fleet.remember(&status_event("c1", 300, 0)));
+        assert_eq!(size(&fleet, "c1"), None);
+        assert_eq!(fleet.durations("c1").len(), 3);
+    }
 }
