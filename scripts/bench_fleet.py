@@ -159,7 +159,8 @@ def perf_start(pid, name):
     out = os.environ.get("PERF_DIR")
     if not out:
         return None
-    return subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(pid),
+    graph = os.environ.get("PERF_CALLGRAPH", "fp")  # dwarf: stacks without frame pointers
+    return subprocess.Popen(["perf", "record", "-F", "499", "--call-graph", graph, "-p", str(pid),
                              "-o", os.path.join(out, f"{name}.data")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
