@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use omni_backup::probe::{member_status, MemberStatus};
+use omni_backup::probe::{MemberStatus, Prober};
 use omni_backup::{MemberEndpoint, SourceError, TlsMaterial};
 use omni_resources::meta::ResourceKey;
 use omni_resources::specs::cluster::{ClusterMachineSpec, ClusterMachineStatusSpec, ClusterSpec};
@@ -57,15 +57,15 @@ impl Default for MachineStatusSettings {
 
 /// Probes machines and writes `MachineStatuses`.
 pub struct MachineStatusController {
-    settings: MachineStatusSettings,
     pace: ProbePace,
+    prober: Prober,
 }
 
 impl MachineStatusController {
     pub fn new(settings: MachineStatusSettings) -> Self {
         MachineStatusController {
             pace: ProbePace::new(settings.interval, settings.rate),
-            settings,
+            prober: Prober::new(settings.timeout),
         }
     }
 }
@@ -175,7 +175,7 @@ impl Controller for MachineStatusController {
         let result = tokio::select! {
             r = async {
                 tokio::time::sleep_until(slot).await;
-                member_status(&endpoint, self.settings.timeout).await
+                self.prober.status(&endpoint).await
             } => r,
             _ = ctx.cancel.cancelled() => return Ok(Action::AwaitChange),
         };
