@@ -222,6 +222,7 @@ def main():
 
         # Second round: skew = actual start minus due (newest backup + interval).
         time.sleep(max(0.0, quiet_end - time.time()))
+        loops2 = cl.loop_counts()
         c2, w2 = cpu_seconds(omni.pid), time.time()
         deadline = time.time() + a.interval + max(600, a.n * 0.5)
         while True:
@@ -235,6 +236,11 @@ def main():
             time.sleep(1)
         c3, w3 = cpu_seconds(omni.pid), time.time()
         print(f"second round: {w3 - w2:.1f} s, {(c3 - c2) * 1000 / a.n:.2f} ms omni CPU per cluster")
+        loops3 = cl.loop_counts()
+        per = {k.removesuffix("Controller"): (r - loops2.get(k, [0, 0])[0]) / a.n
+               for k, (r, _) in loops3.items() if not k.startswith("(")}
+        print(f"second round: {sum(per.values()):.1f} reconciles per cluster ("
+              + ", ".join(f"{k} {v:.1f}" for k, v in sorted(per.items()) if v >= 0.05) + ")")
         skew = [ts(s["lastbackupattempt"]) - (first[c] + a.interval) for c, s in done.items()]
         print(f"skew of the second round: p50 {pct(skew, 50):.2f} s, p99 {pct(skew, 99):.2f} s, "
               f"max {max(skew):.2f} s")
