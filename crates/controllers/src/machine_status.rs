@@ -38,11 +38,15 @@ pub struct MachineStatusSettings {
     pub timeout: Duration,
 }
 
-/// The default fleet-wide probe budget. A probe (connection, TLS when
-/// configured, `Status` RPC, and now and then a status write) costs about
-/// 1.2 ms of CPU, so 5 a second stays under 1 % of a core however large the
-/// fleet: fleets up to 50 machines keep the 10 s period, 10,000 machines are
-/// each probed every 2,000 s (`scripts/bench-fleet.sh` measures it).
+/// The default fleet-wide probe budget. The request itself (a connection
+/// and one HTTP/1.1 request to etcd's gateway) costs about 0.4 ms of CPU
+/// plain and 1.1 ms with TLS client certificates (`probe_bench` example of
+/// omni-backup); with the reconcile around it, and the status writes of a
+/// machine's first probe, it is 1 to 2 ms in `omni`. Nearly all of omni's
+/// idle CPU is probes (0.01 % of a core at 1,000 clusters with them off,
+/// 1.0 % at 5 a second), so 5 a second stays about 1 % of a core however
+/// large the fleet: fleets up to 50 machines keep the 10 s period, 10,000
+/// machines are each probed every 2,000 s (`scripts/bench-fleet.sh`).
 pub const DEFAULT_PROBE_RATE: f64 = 5.0;
 
 impl Default for MachineStatusSettings {
