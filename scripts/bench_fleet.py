@@ -319,6 +319,7 @@ def main():
 
         # Second round: skew = actual start minus due.
         time.sleep(max(0.0, quiet_end - time.time()))
+        loops2 = cl.loop_counts()
         c2, w2 = cpu_seconds(omni.pid), time.time()
         m0, e0 = machine_jiffies(), cpu_seconds(members.pid)
         perf = perf_start(omni.pid, "round2")
@@ -338,6 +339,11 @@ def main():
               f"{w3 - w2 - 2:.1f} s after the first was due; "
               f"{(c3 - c2) * 1000 / a.n:.2f} ms omni CPU per cluster")
         print_machine("second round", m0, e0, members.pid, a.n)
+        loops3 = cl.loop_counts()
+        per = {k.removesuffix("Controller"): (r - loops2.get(k, [0, 0])[0]) / a.n
+               for k, (r, _) in loops3.items() if not k.startswith("(")}
+        print(f"second round: {sum(per.values()):.1f} reconciles per cluster ("
+              + ", ".join(f"{k} {v:.1f}" for k, v in sorted(per.items()) if v >= 0.05) + ")")
         skew = [ts(s["lastbackupattempt"]) - due[c] for c, s in done.items()]
         print(f"skew of the second round: p50 {pct(skew, 50):.2f} s, p99 {pct(skew, 99):.2f} s, "
               f"max {max(skew):.2f} s")

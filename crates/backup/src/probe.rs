@@ -3,6 +3,12 @@
 //!
 //! Unlike the snapshot source this does not require a leader: a member that
 //! answers but has lost quorum is reachable, and says so in its status.
+//!
+//! The question goes to etcd's JSON gateway on the client URL (one HTTP/1.1
+//! request, see [`gateway`]); a member that serves gRPC only is asked over
+//! gRPC instead.
+
+mod gateway;
 
 use std::time::Duration;
 
@@ -47,14 +53,68 @@ impl MemberStatus {
     }
 }
 
+/// Probes members; holds what probes share (the HTTP client of members
+/// without TLS), so one per controller, not one per probe.
+#[derive(Clone)]
+pub struct Prober {
+    timeout: Duration,
+    plain: reqwest::Client,
+}
+
+impl Prober {
+    /// A prober giving up after `timeout` to connect, and again to answer.
+    pub fn new(timeout: Duration) -> Self {
+        Prober {
+            timeout,
+            plain: gateway::plain_client(timeout),
+        }
+    }
+
+    /// Asks `m` for its status: each client URL in turn through the
+    /// gateway until one answers, over gRPC when none has a gateway.
+    ///
+    /// # Errors
+    /// [`SourceError::NoUrls`], [`SourceError::Connect`] (bad TLS material,
+    /// refused or timed-out connection) or [`SourceError::Status`] (the
+    /// status call failed or timed out), for the last URL tried. Messages
+    /// carry the underlying causes.
+    pub async fn status(&self, m: &MemberEndpoint) -> Result<MemberStatus, SourceError> {
+        let mut last = SourceError::NoUrls {
+            member: m.name.clone(),
+        };
+        let mut absent = false;
+        for url in &m.urls {
+            match gateway::status(&self.plain, m, url, self.timeout).await {
+                Ok(s) => return Ok(s),
+                Err(gateway::GatewayError::Failed(e)) => last = e,
+                Err(gateway::GatewayError::Absent) => absent = true,
+            }
+        }
+        if absent {
+            return grpc_status(m, self.timeout).await;
+        }
+        Err(last)
+    }
+}
+
 /// Connects to `m` and asks for its status, giving up after `timeout` for
-/// each of the two steps.
+/// each of the two steps. A one-off [`Prober`]: a caller that probes again
+/// and again keeps one.
 ///
 /// # Errors
-/// [`SourceError::NoUrls`], [`SourceError::Connect`] (bad TLS material,
-/// refused or timed-out connection) or [`SourceError::Status`] (the status
-/// call failed or timed out). Messages carry the underlying causes.
+/// As [`Prober::status`].
 pub async fn member_status(
+    m: &MemberEndpoint,
+    timeout: Duration,
+) -> Result<MemberStatus, SourceError> {
+    Prober::new(timeout).status(m).await
+}
+
+/// The status over a fresh gRPC channel.
+///
+/// # Errors
+/// As [`Prober::status`].
+pub async fn grpc_status(
     m: &MemberEndpoint,
     timeout: Duration,
 ) -> Result<MemberStatus, SourceError> {

@@ -26,6 +26,7 @@ pub mod cluster_machines;
 pub mod continuous;
 pub mod drill;
 pub mod external;
+mod interest;
 pub mod leases;
 pub mod machine_status;
 mod probe_pace;

@@ -7,6 +7,7 @@ mod faults;
 mod journal;
 mod listing;
 mod local;
+mod probe;
 mod ranged;
 mod s3;
 mod tls;

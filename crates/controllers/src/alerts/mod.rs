@@ -476,7 +476,7 @@ impl Controller for AlertController {
             Input::by_id(EtcdBackupDrillStatusSpec::TYPE),
             Input::by_id(EtcdBackupRetentionStatusSpec::TYPE),
             Input::by_id(EtcdBackupCopyStatusSpec::TYPE),
-            Input::kind(EtcdBackupOverallStatusSpec::TYPE),
+            store_error_changed(),
             Input::every_key(AlertReceiverSpec::TYPE),
         ]
     }
@@ -522,6 +522,28 @@ impl Controller for AlertController {
             None => Action::AwaitChange,
         })
     }
+}
+
+/// The overall status, for the store alert: it reads only the
+/// configuration error, which a backup never changes, while every backup
+/// rewrites the rest of the overall status (the last attempt). So only a
+/// change of that error wakes the store's key.
+fn store_error_changed() -> Input {
+    let seen: Arc<Mutex<Option<String>>> = Arc::default();
+    Input::lookup(EtcdBackupOverallStatusSpec::TYPE, move |_, r| {
+        let error = r
+            .spec_as::<EtcdBackupOverallStatusSpec>()
+            .map(|s| s.configurationerror)
+            .ok();
+        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        let keys = if error.is_none() || *seen != error {
+            *seen = error;
+            vec![SINGLETON.to_string()]
+        } else {
+            Vec::new()
+        };
+        Box::pin(std::future::ready(keys))
+    })
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use omni_state::State;
 
 use crate::backup::data;
 use crate::continuous::pitr::{self, Chain, PitrError, PitrReport};
+use crate::interest::Interest;
 use crate::leases::BackupLeases;
 use crate::retention::keep::backup_id;
 use crate::store::Stores;
@@ -50,6 +51,8 @@ pub struct EtcdBackupDrillController {
     leases: BackupLeases,
     settings: DrillSettings,
     memory: Arc<Mutex<Memory>>,
+    /// Clusters that drill: only their backups wake us.
+    drilled: Interest,
 }
 
 /// What a cluster's drill waits for.
@@ -81,6 +84,7 @@ impl EtcdBackupDrillController {
             leases,
             settings,
             memory: Arc::default(),
+            drilled: Interest::default(),
         }
     }
 
@@ -369,7 +373,7 @@ impl Controller for EtcdBackupDrillController {
     fn inputs(&self) -> Vec<Input> {
         vec![
             Input::by_id(ClusterSpec::TYPE),
-            Input::by_id(EtcdBackupStatusSpec::TYPE),
+            self.drilled.by_id(EtcdBackupStatusSpec::TYPE),
         ]
     }
 
@@ -431,6 +435,12 @@ impl Controller for EtcdBackupDrillController {
                 name,
             ))
             .await?;
+        let mode = cluster
+            .as_ref()
+            .and_then(|c| c.spec_as::<ClusterSpec>().ok())
+            .map(|s| DrillMode::of(&s, self.settings.all_clusters))
+            .unwrap_or(DrillMode::Off);
+        self.drilled.mark(name, !mode.is_off());
         let Some(cluster) = cluster else {
             if !busy {
                 let kind = EtcdBackupDrillStatusSpec::TYPE;
@@ -442,10 +452,6 @@ impl Controller for EtcdBackupDrillController {
         if cluster.metadata.phase != Phase::Running {
             return Ok(Action::AwaitChange);
         }
-        let mode = cluster
-            .spec_as::<ClusterSpec>()
-            .map(|s| DrillMode::of(&s, self.settings.all_clusters))
-            .unwrap_or(DrillMode::Off);
         if mode.is_off() {
             return Ok(Action::AwaitChange);
         }

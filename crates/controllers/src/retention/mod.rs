@@ -272,7 +272,19 @@ impl Controller for EtcdBackupRetentionController {
     fn inputs(&self) -> Vec<Input> {
         vec![
             Input::by_id(ClusterSpec::TYPE),
-            Input::by_id(EtcdBackupStatusSpec::TYPE),
+            // A backup ended; one that began has nothing for us (`apply`
+            // waits for it to end), and is a third of a backup's events.
+            Input::lookup(EtcdBackupStatusSpec::TYPE, |_, r| {
+                let running = r
+                    .spec_as::<EtcdBackupStatusSpec>()
+                    .is_ok_and(|s| s.status == status::RUNNING);
+                let keys = if running {
+                    Vec::new()
+                } else {
+                    vec![r.metadata.id]
+                };
+                Box::pin(std::future::ready(keys))
+            }),
             Input::by_id(EtcdManualBackupSpec::TYPE),
             Input::by_id(BackupDataSpec::TYPE),
             // A copy landed in the secondary store: its retention is due.

@@ -27,6 +27,7 @@ use omni_runtime::{Action, BoxError, Context, Controller, Input};
 use super::Stores;
 use crate::backup::data;
 use crate::cluster_finalizer::destroy_if_present;
+use crate::interest::Interest;
 use crate::leases::BackupLeases;
 
 /// Knobs of the copy controller.
@@ -57,6 +58,8 @@ pub struct EtcdBackupCopyController {
     stores: Stores,
     leases: BackupLeases,
     settings: CopySettings,
+    /// Clusters with a secondary store: only their backups wake us.
+    copied: Interest,
 }
 
 impl EtcdBackupCopyController {
@@ -65,6 +68,7 @@ impl EtcdBackupCopyController {
             stores,
             leases,
             settings,
+            copied: Interest::default(),
         }
     }
 
@@ -221,8 +225,8 @@ impl Controller for EtcdBackupCopyController {
         vec![
             Input::by_id(ClusterSpec::TYPE),
             // A backup ended (or began): its status changed.
-            Input::by_id(EtcdBackupStatusSpec::TYPE),
-            Input::by_id(BackupDataSpec::TYPE),
+            self.copied.by_id(EtcdBackupStatusSpec::TYPE),
+            self.copied.by_id(BackupDataSpec::TYPE),
             // Rare: a store was added or changed.
             Input::every_key(EtcdBackupStoreSpec::TYPE),
         ]
@@ -256,6 +260,10 @@ impl Controller for EtcdBackupCopyController {
 
     async fn reconcile(&self, name: &str, ctx: &Context) -> Result<Action, BoxError> {
         let cluster = ctx.state.get_spec::<ClusterSpec>(NS_DEFAULT, name).await?;
+        let copied = cluster
+            .as_ref()
+            .is_some_and(|(_, spec)| self.stores.names(Some(spec)).1.is_some());
+        self.copied.mark(name, copied);
         let Some((res, spec)) = cluster else {
             destroy_if_present(
                 &ctx.state,

@@ -75,15 +75,21 @@ impl Stores {
         store
     }
 
-    /// The stores `spec` asks for: its own choices, else `default` and the
-    /// server's default secondary.
-    pub async fn for_cluster(&self, state: &State, spec: Option<&ClusterSpec>) -> ClusterStores {
+    /// The names of the stores `spec` asks for: its own choices, else
+    /// `default` and the server's default secondary.
+    pub fn names(&self, spec: Option<&ClusterSpec>) -> (String, Option<String>) {
         let (primary, own_secondary) = spec
             .map(ClusterSpec::backup_stores)
             .unwrap_or_else(|| (DEFAULT_STORE.to_string(), None));
         let secondary = own_secondary
             .or_else(|| self.default_secondary.clone())
             .filter(|s| *s != primary);
+        (primary, secondary)
+    }
+
+    /// The stores [`Stores::names`] names.
+    pub async fn for_cluster(&self, state: &State, spec: Option<&ClusterSpec>) -> ClusterStores {
+        let (primary, secondary) = self.names(spec);
         let primary = NamedStore {
             store: self.named(state, &primary).await,
             name: primary,
