@@ -97,6 +97,10 @@ class StatusWatch:
     def __init__(self, port, token):
         self.port, self.token = port, token
         self.specs, self.lock = {}, threading.Lock()
+        # Every backup attempt seen per cluster: with jitter a round can
+        # outlast the interval, so the newest status may already be the
+        # cluster's next round.
+        self.attempts = {}
         self.ready = threading.Event()
         threading.Thread(target=self.run, daemon=True).start()
         if not self.ready.wait(120):
@@ -129,13 +133,20 @@ class StatusWatch:
                     with self.lock:
                         self.specs.pop(meta.get("id"), None)
                 elif meta.get("id"):
+                    spec = r.get("spec", {})
                     with self.lock:
-                        self.specs[meta["id"]] = r.get("spec", {})
+                        self.specs[meta["id"]] = spec
+                        self.attempts.setdefault(meta["id"], set()).add(
+                            ts(spec.get("lastbackupattempt")))
             c.close()
 
     def statuses(self):
         with self.lock:
             return dict(self.specs)
+
+    def first_attempt_after(self, cluster, t):
+        with self.lock:
+            return min((a for a in self.attempts.get(cluster, ()) if a > t), default=None)
 
 
 def ts(t):
@@ -344,7 +355,12 @@ def main():
                for k, (r, _) in loops3.items() if not k.startswith("(")}
         print(f"second round: {sum(per.values()):.1f} reconciles per cluster ("
               + ", ".join(f"{k} {v:.1f}" for k, v in sorted(per.items()) if v >= 0.05) + ")")
-        skew = [ts(s["lastbackupattempt"]) - due[c] for c, s in done.items()]
+        started = {c: watch.first_attempt_after(c, first[c]) for c in done}
+        skew = [started[c] - due[c] for c in done]
+        worst = sorted(done, key=lambda c: started[c] - due[c])[-3:]
+        for c in worst:
+            print(f"  latest: {c} due {due[c] - t0:.1f} s, started {started[c] - t0:.1f} s "
+                  f"(after the schedules were applied)")
         print(f"skew of the second round: p50 {pct(skew, 50):.2f} s, p99 {pct(skew, 99):.2f} s, "
               f"max {max(skew):.2f} s")
         lat = []
@@ -368,7 +384,10 @@ def main():
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        if not os.environ.get("KEEP_WORK"):
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept {work}")
 
 
 if __name__ == "__main__":
