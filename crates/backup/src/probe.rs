@@ -58,7 +58,8 @@ impl MemberStatus {
 #[derive(Clone)]
 pub struct Prober {
     timeout: Duration,
-    plain: reqwest::Client,
+    /// `None` when the HTTP client could not be built: probes use gRPC.
+    plain: Option<reqwest::Client>,
 }
 
 impl Prober {
@@ -79,12 +80,15 @@ impl Prober {
     /// status call failed or timed out), for the last URL tried. Messages
     /// carry the underlying causes.
     pub async fn status(&self, m: &MemberEndpoint) -> Result<MemberStatus, SourceError> {
+        let Some(plain) = &self.plain else {
+            return grpc_status(m, self.timeout).await;
+        };
         let mut last = SourceError::NoUrls {
             member: m.name.clone(),
         };
         let mut absent = false;
         for url in &m.urls {
-            match gateway::status(&self.plain, m, url, self.timeout).await {
+            match gateway::status(plain, m, url, self.timeout).await {
                 Ok(s) => return Ok(s),
                 Err(gateway::GatewayError::Failed(e)) => last = e,
                 Err(gateway::GatewayError::Absent) => absent = true,

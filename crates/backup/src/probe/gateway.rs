@@ -25,10 +25,14 @@ pub(super) enum GatewayError {
 /// A client for members without TLS, built once (its connector and
 /// resolver are shared); a TLS member gets its own client per probe, since
 /// CA and client certificate differ from machine to machine.
-pub(super) fn plain_client(timeout: Duration) -> reqwest::Client {
-    builder(timeout)
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+pub(super) fn plain_client(timeout: Duration) -> Option<reqwest::Client> {
+    match builder(timeout).build() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(error = %root_cause(&e), "no HTTP client for member probes; probing over gRPC");
+            None
+        }
+    }
 }
 
 fn builder(timeout: Duration) -> reqwest::ClientBuilder {
