@@ -167,11 +167,11 @@ async fn local_store_backup_restores_with_etcdutl_and_opens_without_omni() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     request_backup(&omni, now());
     let ids = wait_backup_count(&omni, 2).await;
-    assert!(
-        status_yaml(&omni).contains("  status: 1\n"),
-        "{}",
-        status_yaml(&omni)
-    );
+    // The object is listed a moment before the status says ok.
+    eventually("the backup status to say ok", || {
+        status_yaml(&omni).contains("  status: 1\n").then_some(())
+    })
+    .await;
     // It came from a live member: either the source fell back past m0, or
     // the machine probe had already put m0 last.
     let log = omni.log_text();
