@@ -94,10 +94,22 @@ impl BufRead for ChannelReader {
     }
 }
 
+/// Plaintext handed to the encoder: one buffer, or several in order.
+pub(crate) trait Pieces: Send + 'static {
+    /// Calls `f` on each buffer, in order, until it fails.
+    fn each(&self, f: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>;
+}
+
+impl Pieces for Bytes {
+    fn each(&self, f: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        f(self)
+    }
+}
+
 /// Compresses then encrypts everything from `rx` into `tx`. Returns plaintext bytes.
 /// The object starts with a label naming `key` (see [`crate::label`]).
-pub(crate) fn compress_encrypt(
-    mut rx: mpsc::Receiver<Bytes>,
+pub(crate) fn compress_encrypt<P: Pieces>(
+    mut rx: mpsc::Receiver<P>,
     tx: mpsc::Sender<Bytes>,
     recipient: Recipient,
     level: i32,
@@ -110,9 +122,11 @@ pub(crate) fn compress_encrypt(
     crate::label::write_label(&mut sealed, key)?;
     let mut zstd = zstd::stream::write::Encoder::new(sealed, level)?;
     let mut total = 0u64;
-    while let Some(chunk) = rx.blocking_recv() {
-        zstd.write_all(&chunk)?;
-        total += chunk.len() as u64;
+    while let Some(pieces) = rx.blocking_recv() {
+        pieces.each(&mut |piece| {
+            total += piece.len() as u64;
+            zstd.write_all(piece)
+        })?;
     }
     let sealed = zstd.finish()?;
     let mut out = sealed.finish()?;
