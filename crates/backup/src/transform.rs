@@ -169,17 +169,58 @@ pub(crate) fn decrypt_decompress(
             e => io::Error::new(io::ErrorKind::InvalidData, e),
         })?;
     let plain = crate::label::check_label(plain, key)?;
-    let mut zstd = zstd::stream::read::Decoder::new(plain)?;
-    let mut out = ChannelWriter::new(tx);
-    let mut buf = vec![0u8; CHUNK];
+    decompress_into(plain, tx)
+}
+
+/// Input read from age per step: zstd's own recommendation (`ZSTD_DStreamInSize`).
+const ZSTD_IN: usize = 128 * 1024 + 512;
+
+/// Decompresses `input` into [`CHUNK`]-sized pieces sent down `tx`. zstd
+/// writes straight into each piece's buffer: through `io::Read` it went to a
+/// scratch buffer and was copied again into the piece, a memcpy of the whole
+/// snapshot for nothing.
+fn decompress_into(mut input: impl Read, tx: mpsc::Sender<Bytes>) -> io::Result<()> {
+    use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
+
+    let mut zstd = Decoder::new()?;
+    let mut inbuf = vec![0u8; ZSTD_IN];
+    let (mut at, mut end) = (0, 0);
+    let mut out: Vec<u8> = Vec::with_capacity(CHUNK);
+    // Whether a frame was begun and not yet ended.
+    let mut open = false;
+    let send = |out: Vec<u8>| {
+        tx.blocking_send(Bytes::from(out))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "next pipeline stage stopped"))
+    };
     loop {
-        let n = zstd.read(&mut buf)?;
-        if n == 0 {
-            break;
+        // zstd stops short of a full output only once it needs more input.
+        if at == end && out.len() < out.capacity() {
+            end = input.read(&mut inbuf)?;
+            at = 0;
+            if end == 0 {
+                break;
+            }
         }
-        out.write_all(&buf[..n])?;
+        let mut src = InBuffer::around(&inbuf[at..end]);
+        let pos = out.len();
+        let mut dst = OutBuffer::around_pos(&mut out, pos);
+        let hint = zstd.run(&mut src, &mut dst)?;
+        at += src.pos();
+        open = hint != 0;
+        if out.len() == out.capacity() {
+            send(std::mem::replace(&mut out, Vec::with_capacity(CHUNK)))?;
+        }
     }
-    out.flush()
+    if open {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the compressed snapshot ends in the middle of a zstd frame",
+        ));
+    }
+    if !out.is_empty() {
+        send(out)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -284,6 +325,50 @@ mod tests {
             .await
             .unwrap();
         assert!(!is_damaged(&e), "{e}");
+    }
+
+    fn decompress_all(compressed: &[u8]) -> io::Result<Vec<Bytes>> {
+        let (tx, mut rx) = mpsc::channel(1024);
+        decompress_into(compressed, tx)?;
+        let mut pieces = Vec::new();
+        while let Ok(p) = rx.try_recv() {
+            pieces.push(p);
+        }
+        Ok(pieces)
+    }
+
+    /// Pieces are full [`CHUNK`]s but the last, frames may follow one
+    /// another, and a frame cut short is an error, not a shorter snapshot.
+    #[test]
+    fn decompression_fills_whole_pieces_and_refuses_a_cut_frame() {
+        let data: Vec<u8> = (0..(3 * CHUNK + 1234) as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8 & 0x0f)
+            .collect();
+        let frame = zstd::encode_all(&data[..], 1).unwrap();
+        let pieces = decompress_all(&frame).unwrap();
+        assert_eq!(pieces.concat(), data);
+        let (last, whole) = pieces.split_last().unwrap();
+        assert!(whole.iter().all(|p| p.len() == CHUNK));
+        assert_eq!(last.len(), 1234);
+
+        let mut two = frame.clone();
+        two.extend_from_slice(&zstd::encode_all(&b"more"[..], 1).unwrap());
+        let mut want = data.clone();
+        want.extend_from_slice(b"more");
+        assert_eq!(decompress_all(&two).unwrap().concat(), want);
+
+        for cut in [1, frame.len() / 2, frame.len() - 1] {
+            let err = decompress_all(&frame[..cut]).unwrap_err();
+            assert!(
+                err.kind() == io::ErrorKind::UnexpectedEof || err.kind() == io::ErrorKind::Other,
+                "cut at {cut}: {err}"
+            );
+        }
+        assert!(decompress_all(&frame[..frame.len() - 1])
+            .unwrap_err()
+            .to_string()
+            .contains("middle of a zstd frame"));
+        assert!(decompress_all(&[]).unwrap().is_empty());
     }
 
     #[tokio::test]
