@@ -169,11 +169,18 @@ pub async fn verify(ctx: &Context, id: &str) -> anyhow::Result<Verdict> {
     serde_json::from_slice(&body).context("unexpected verification answer")
 }
 
-/// Write buffer: the body arrives in pieces of a few KiB to a few hundred.
-const WRITE_BUF: usize = 1024 * 1024;
+/// Bytes gathered before one write: the body arrives in pieces of a few KiB
+/// to a few hundred.
+const WRITE_BATCH: usize = 1024 * 1024;
+/// Pieces queued for the writer thread.
+const WRITE_QUEUE: usize = 64;
 
 /// Streams into a temp file beside `path` (see [`Mode`]); renames only when
 /// everything checked out, so a failed download leaves nothing at `path`.
+///
+/// The file is written on its own thread while this one receives and
+/// hashes: on one thread, the SHA-256 and the copy into the page cache took
+/// turns, and a restore was bound by omnictl's single core.
 pub(super) async fn write_atomically(
     path: &Path,
     mut body: futures::stream::BoxStream<'static, Result<bytes::Bytes, omni_client::ClientError>>,
@@ -188,22 +195,38 @@ pub(super) async fn write_atomically(
         .prefix(".omnictl-download-")
         .tempfile_in(&dir)
         .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    let file = tmp
+        .as_file()
+        .try_clone()
+        .context("opening the temp file for writing")?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(WRITE_QUEUE);
+    let writer = tokio::task::spawn_blocking(move || write_pieces(file, rx));
     let mut verifier = TrailerVerifier::new();
     let progress = Progress::new(size_hint);
     let mut written = 0u64;
-    let mut out = std::io::BufWriter::with_capacity(WRITE_BUF, tmp.as_file());
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.context("download interrupted")?;
-        match mode {
-            Mode::Verified | Mode::Scratch => verifier.update(&chunk),
-            Mode::Encrypted => {}
+    let received = async {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.context("download interrupted")?;
+            match mode {
+                Mode::Verified | Mode::Scratch => verifier.update(&chunk),
+                Mode::Encrypted => {}
+            }
+            written += chunk.len() as u64;
+            progress.set(written);
+            if tx.send(chunk).await.is_err() {
+                break; // the writer failed; its error says why
+            }
         }
-        out.write_all(&chunk).context("writing the snapshot")?;
-        written += chunk.len() as u64;
-        progress.set(written);
+        drop(tx);
+        Ok::<_, anyhow::Error>(())
     }
-    out.flush().context("writing the snapshot")?;
-    drop(out);
+    .await;
+    let wrote = writer
+        .await
+        .context("the writer thread failed")?
+        .context("writing the snapshot");
+    received?;
+    wrote?;
     progress.finish();
     let sha = match mode {
         Mode::Verified | Mode::Scratch => Some(
@@ -219,6 +242,50 @@ pub(super) async fn write_atomically(
     tmp.persist(path)
         .with_context(|| format!("moving the snapshot to {}", path.display()))?;
     Ok(sha)
+}
+
+/// Writes the pieces from `rx` to `file` in order, [`WRITE_BATCH`] bytes per
+/// vectored write (no copy into a buffer), until the channel closes.
+fn write_pieces(
+    mut file: std::fs::File,
+    mut rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+) -> std::io::Result<()> {
+    let mut batch: Vec<bytes::Bytes> = Vec::new();
+    let mut open = true;
+    while open {
+        let mut size = 0;
+        while size < WRITE_BATCH {
+            match rx.blocking_recv() {
+                Some(piece) if piece.is_empty() => {}
+                Some(piece) => {
+                    size += piece.len();
+                    batch.push(piece);
+                }
+                None => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        write_all_vectored(&mut file, &batch)?;
+        batch.clear();
+    }
+    Ok(())
+}
+
+fn write_all_vectored(file: &mut std::fs::File, pieces: &[bytes::Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        pieces.iter().map(|p| std::io::IoSlice::new(p)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// A progress bar on a terminal, nothing otherwise.
