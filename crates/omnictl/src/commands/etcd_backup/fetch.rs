@@ -169,19 +169,11 @@ pub async fn verify(ctx: &Context, id: &str) -> anyhow::Result<Verdict> {
     serde_json::from_slice(&body).context("unexpected verification answer")
 }
 
-/// Bytes handed to the writer thread at once, for one vectored write: the
-/// body arrives in pieces of a few KiB to a few hundred, and a hand-off per
-/// piece cost more in wakeups than the thread saved.
-const WRITE_BATCH: usize = 1024 * 1024;
-/// Batches queued for the writer thread.
-const WRITE_QUEUE: usize = 3;
+/// Write buffer: the body arrives in pieces of a few KiB to a few hundred.
+const WRITE_BUF: usize = 1024 * 1024;
 
 /// Streams into a temp file beside `path` (see [`Mode`]); renames only when
 /// everything checked out, so a failed download leaves nothing at `path`.
-///
-/// The file is written on its own thread while this one receives and
-/// hashes: on one thread, the SHA-256 and the copy into the page cache took
-/// turns, and a restore was bound by omnictl's single core.
 pub(super) async fn write_atomically(
     path: &Path,
     mut body: futures::stream::BoxStream<'static, Result<bytes::Bytes, omni_client::ClientError>>,
@@ -196,56 +188,22 @@ pub(super) async fn write_atomically(
         .prefix(".omnictl-download-")
         .tempfile_in(&dir)
         .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    let file = tmp
-        .as_file()
-        .try_clone()
-        .context("opening the temp file for writing")?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<bytes::Bytes>>(WRITE_QUEUE);
-    let writer = tokio::task::spawn_blocking(move || write_pieces(file, rx));
     let mut verifier = TrailerVerifier::new();
     let progress = Progress::new(size_hint);
     let mut written = 0u64;
-    let received = async {
-        let mut batch = Vec::new();
-        let mut batched = 0;
-        loop {
-            let next = body
-                .next()
-                .await
-                .transpose()
-                .context("download interrupted")?;
-            let end = next.is_none();
-            if let Some(chunk) = next {
-                match mode {
-                    Mode::Verified | Mode::Scratch => verifier.update(&chunk),
-                    Mode::Encrypted => {}
-                }
-                written += chunk.len() as u64;
-                progress.set(written);
-                batched += chunk.len();
-                batch.push(chunk);
-            }
-            if batched < WRITE_BATCH && !end {
-                continue;
-            }
-            batched = 0;
-            if !batch.is_empty() && tx.send(std::mem::take(&mut batch)).await.is_err() {
-                break; // the writer failed; its error says why
-            }
-            if end {
-                break;
-            }
+    let mut out = std::io::BufWriter::with_capacity(WRITE_BUF, tmp.as_file());
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.context("download interrupted")?;
+        match mode {
+            Mode::Verified | Mode::Scratch => verifier.update(&chunk),
+            Mode::Encrypted => {}
         }
-        drop(tx);
-        Ok::<_, anyhow::Error>(())
+        out.write_all(&chunk).context("writing the snapshot")?;
+        written += chunk.len() as u64;
+        progress.set(written);
     }
-    .await;
-    let wrote = writer
-        .await
-        .context("the writer thread failed")?
-        .context("writing the snapshot");
-    received?;
-    wrote?;
+    out.flush().context("writing the snapshot")?;
+    drop(out);
     progress.finish();
     let sha = match mode {
         Mode::Verified | Mode::Scratch => Some(
@@ -261,36 +219,6 @@ pub(super) async fn write_atomically(
     tmp.persist(path)
         .with_context(|| format!("moving the snapshot to {}", path.display()))?;
     Ok(sha)
-}
-
-/// Writes the batches from `rx` to `file` in order, one vectored write each
-/// (no copy into a buffer), until the channel closes.
-fn write_pieces(
-    mut file: std::fs::File,
-    mut rx: tokio::sync::mpsc::Receiver<Vec<bytes::Bytes>>,
-) -> std::io::Result<()> {
-    while let Some(batch) = rx.blocking_recv() {
-        write_all_vectored(&mut file, &batch)?;
-    }
-    Ok(())
-}
-
-fn write_all_vectored(file: &mut std::fs::File, pieces: &[bytes::Bytes]) -> std::io::Result<()> {
-    let mut slices: Vec<std::io::IoSlice<'_>> = pieces
-        .iter()
-        .filter(|p| !p.is_empty())
-        .map(|p| std::io::IoSlice::new(p))
-        .collect();
-    let mut rest = &mut slices[..];
-    while !rest.is_empty() {
-        match file.write_vectored(rest) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => std::io::IoSlice::advance_slices(&mut rest, n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// A progress bar on a terminal, nothing otherwise.
@@ -356,21 +284,21 @@ mod tests {
     }
 
     /// Pieces of every size, empty ones included, come out whole and in
-    /// order across the writer thread's batches.
+    /// order through the write buffer.
     #[tokio::test]
     async fn pieces_of_any_size_are_written_whole_and_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("snapshot.db");
-        let db: Vec<u8> = (0..3 * WRITE_BATCH as u32 + 777)
+        let db: Vec<u8> = (0..3 * WRITE_BUF as u32 + 777)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
             .collect();
         let (good, digest) = snapshot(&db);
         let mut pieces = Vec::new();
         let (mut at, mut n) = (0, 0usize);
         while at < good.len() {
-            // 0, 1, 2 KiB, ... up to 300 KiB, then around again.
-            let len = (n % 301) * 1024;
-            n += 1;
+            // 0, 1, 2 KiB, ... up to 1.2 MiB, then around again.
+            let len = (n % 1201) * 1024;
+            n += 37;
             let end = (at + len).min(good.len());
             pieces.push(Ok(bytes::Bytes::copy_from_slice(&good[at..end])));
             at = end;
