@@ -186,15 +186,18 @@ fn decompress_into(mut input: impl Read, tx: mpsc::Sender<Bytes>) -> io::Result<
     let mut inbuf = vec![0u8; ZSTD_IN];
     let (mut at, mut end) = (0, 0);
     let mut out: Vec<u8> = Vec::with_capacity(CHUNK);
-    // Whether a frame was begun and not yet ended.
+    // Whether a frame was begun and not yet ended (or not yet all handed out).
     let mut open = false;
+    // A full output may leave decoded bytes inside zstd: run it again, with
+    // no new input, before reading more (and before taking EOF for the end).
+    let mut need_input = true;
     let send = |out: Vec<u8>| {
         tx.blocking_send(Bytes::from(out))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "next pipeline stage stopped"))
     };
     loop {
         // zstd stops short of a full output only once it needs more input.
-        if at == end && out.len() < out.capacity() {
+        if at == end && need_input {
             end = input.read(&mut inbuf)?;
             at = 0;
             if end == 0 {
@@ -205,9 +208,14 @@ fn decompress_into(mut input: impl Read, tx: mpsc::Sender<Bytes>) -> io::Result<
         let pos = out.len();
         let mut dst = OutBuffer::around_pos(&mut out, pos);
         let hint = zstd.run(&mut src, &mut dst)?;
+        // A call that took and gave nothing (flushing an empty zstd) says
+        // nothing about the frame: its hint is the next header's size.
+        if src.pos() > 0 || out.len() > pos {
+            open = hint != 0;
+        }
         at += src.pos();
-        open = hint != 0;
-        if out.len() == out.capacity() {
+        need_input = out.len() < out.capacity();
+        if !need_input {
             send(std::mem::replace(&mut out, Vec::with_capacity(CHUNK)))?;
         }
     }
@@ -369,6 +377,40 @@ mod tests {
             .to_string()
             .contains("middle of a zstd frame"));
         assert!(decompress_all(&[]).unwrap().is_empty());
+    }
+
+    /// A `Read` that hands out at most `n` bytes per call.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(out.len()).min(self.0.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// The input may end in the very call that fills a piece, with decoded
+    /// bytes still inside zstd: they come out, and it is no cut frame.
+    #[test]
+    fn decompression_flushes_what_zstd_holds_when_the_input_ends() {
+        for len in [CHUNK, 2 * CHUNK, 2 * CHUNK + 1, 5 * CHUNK - 1] {
+            // Highly compressible: the whole frame is a few hundred bytes, so
+            // its last input byte arrives while pieces are still being filled.
+            let data: Vec<u8> = (0..len as u32).map(|i| (i % 7) as u8).collect();
+            let frame = zstd::encode_all(&data[..], 1).unwrap();
+            for step in [1, 7, frame.len()] {
+                let (tx, mut rx) = mpsc::channel(1024);
+                decompress_into(Trickle(&frame, step), tx)
+                    .unwrap_or_else(|e| panic!("len {len}, step {step}: {e}"));
+                let mut got = Vec::new();
+                while let Ok(p) = rx.try_recv() {
+                    got.extend_from_slice(&p);
+                }
+                assert!(got == data, "len {len}, step {step}");
+            }
+        }
     }
 
     #[tokio::test]
