@@ -22,7 +22,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::keys::format_key;
-use crate::snapshot::{probe, MemberEndpoint, Probe, SnapshotSource, SourceError, SourceOptions};
+use crate::snapshot::{
+    probe, Batch, MemberEndpoint, Probe, SnapshotSource, SourceError, SourceOptions,
+};
 use crate::store::{BackupStore, NoJournal, ObjectSink, StoreError, UploadJournal};
 use crate::transform::{compress_encrypt, DEFAULT_ZSTD_LEVEL, DEPTH};
 use crate::Error;
@@ -242,7 +244,7 @@ async fn pipe(
     recipient: &Recipient,
     key: &str,
 ) -> Result<Result<(), SourceError>, Error> {
-    let (plain_tx, plain_rx) = mpsc::channel::<Bytes>(DEPTH);
+    let (plain_tx, plain_rx) = mpsc::channel::<Batch>(DEPTH);
     let (sealed_tx, mut sealed_rx) = mpsc::channel::<Bytes>(DEPTH);
     let recipient = recipient.clone();
     let level = opts.zstd_level;

@@ -31,7 +31,9 @@ pub use crypto::{
     generate_identity, parse_identity, parse_recipient, recipient_of, Identity, KeyParseError,
     Recipient,
 };
-pub use download::{download, download_checked, download_to_file, DownloadInfo, TrailerCheck};
+pub use download::{
+    download, download_checked, download_to_channel, download_to_file, DownloadInfo, TrailerCheck,
+};
 pub use error::Error;
 pub use limit::{mbps_to_bytes_per_sec, set_transfer_limits};
 /// The object format, shared with `omnictl` through `omni-snapshot`.

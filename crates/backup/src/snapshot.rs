@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use etcd_client::{Client, ConnectOptions, SnapshotStreaming};
+#[cfg(test)]
+use bytes::Bytes;
+use etcd_client::{Client, ConnectOptions, SnapshotResponse, SnapshotStreaming};
 
 use crate::digest::{DigestError, TrailerVerifier};
-use crate::transform::CHUNK;
+use crate::transform::{Pieces, CHUNK};
 
 /// TLS material to reach a member (PEM). `Debug` redacts the private key.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -125,6 +126,26 @@ pub(crate) async fn probe(m: &MemberEndpoint, opts: &SourceOptions) -> Result<Pr
     })
 }
 
+/// Snapshot messages handed on as they came, [`CHUNK`] bytes or so at a
+/// time: copying their blobs into one buffer was a memcpy of the whole
+/// snapshot for nothing.
+pub(crate) enum Batch {
+    Etcd(Vec<SnapshotResponse>),
+    /// From a canned source.
+    #[cfg(test)]
+    Canned(Bytes),
+}
+
+impl Pieces for Batch {
+    fn each(&self, f: &mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()> {
+        match self {
+            Batch::Etcd(msgs) => msgs.iter().try_for_each(|m| f(m.blob())),
+            #[cfg(test)]
+            Batch::Canned(b) => f(b),
+        }
+    }
+}
+
 enum Chunks {
     Etcd(SnapshotStreaming),
     /// Canned chunks, for tests of the pipeline without a server.
@@ -178,8 +199,8 @@ impl SnapshotSource {
         }
     }
 
-    /// The next chunk (trailer included), or `None` at the end of the stream.
-    pub(crate) async fn next_chunk(&mut self) -> Result<Option<Bytes>, SourceError> {
+    /// The next batch (trailer included), or `None` at the end of the stream.
+    pub(crate) async fn next_chunk(&mut self) -> Result<Option<Batch>, SourceError> {
         // Only one variant outside tests.
         #[allow(clippy::infallible_destructuring_match)]
         let stream = match &mut self.stream {
@@ -190,12 +211,13 @@ impl SnapshotSource {
                 if let Some(b) = &next {
                     self.verifier.update(b);
                 }
-                return Ok(next);
+                return Ok(next.map(Batch::Canned));
             }
         };
         // etcd sends 32 KiB messages; handing them on one by one costs a
-        // channel hop, a wakeup and an allocation each. Batch them.
-        let mut out = BytesMut::new();
+        // channel hop and a wakeup each. Batch them.
+        let mut out = Vec::new();
+        let mut size = 0;
         loop {
             let msg = match tokio::time::timeout(self.idle, stream.message()).await {
                 Ok(Ok(m)) => m,
@@ -213,20 +235,17 @@ impl SnapshotSource {
                 }
             };
             let Some(msg) = msg else { break };
-            let blob = msg.blob();
-            if blob.is_empty() {
+            if msg.blob().is_empty() {
                 continue;
             }
-            self.verifier.update(blob);
-            if out.is_empty() {
-                out.reserve(CHUNK.max(blob.len()));
-            }
-            out.extend_from_slice(blob);
-            if out.len() >= CHUNK {
+            self.verifier.update(msg.blob());
+            size += msg.blob().len();
+            out.push(msg);
+            if size >= CHUNK {
                 break;
             }
         }
-        Ok((!out.is_empty()).then(|| out.freeze()))
+        Ok((!out.is_empty()).then_some(Batch::Etcd(out)))
     }
 
     /// After the stream ended: `(bytes incl. trailer, db sha256 hex)` if the trailer matches.

@@ -94,10 +94,22 @@ impl BufRead for ChannelReader {
     }
 }
 
+/// Plaintext handed to the encoder: one buffer, or several in order.
+pub(crate) trait Pieces: Send + 'static {
+    /// Calls `f` on each buffer, in order, until it fails.
+    fn each(&self, f: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()>;
+}
+
+impl Pieces for Bytes {
+    fn each(&self, f: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        f(self)
+    }
+}
+
 /// Compresses then encrypts everything from `rx` into `tx`. Returns plaintext bytes.
 /// The object starts with a label naming `key` (see [`crate::label`]).
-pub(crate) fn compress_encrypt(
-    mut rx: mpsc::Receiver<Bytes>,
+pub(crate) fn compress_encrypt<P: Pieces>(
+    mut rx: mpsc::Receiver<P>,
     tx: mpsc::Sender<Bytes>,
     recipient: Recipient,
     level: i32,
@@ -110,9 +122,11 @@ pub(crate) fn compress_encrypt(
     crate::label::write_label(&mut sealed, key)?;
     let mut zstd = zstd::stream::write::Encoder::new(sealed, level)?;
     let mut total = 0u64;
-    while let Some(chunk) = rx.blocking_recv() {
-        zstd.write_all(&chunk)?;
-        total += chunk.len() as u64;
+    while let Some(pieces) = rx.blocking_recv() {
+        pieces.each(&mut |piece| {
+            total += piece.len() as u64;
+            zstd.write_all(piece)
+        })?;
     }
     let sealed = zstd.finish()?;
     let mut out = sealed.finish()?;
@@ -155,17 +169,66 @@ pub(crate) fn decrypt_decompress(
             e => io::Error::new(io::ErrorKind::InvalidData, e),
         })?;
     let plain = crate::label::check_label(plain, key)?;
-    let mut zstd = zstd::stream::read::Decoder::new(plain)?;
-    let mut out = ChannelWriter::new(tx);
-    let mut buf = vec![0u8; CHUNK];
+    decompress_into(plain, tx)
+}
+
+/// Input read from age per step: zstd's own recommendation (`ZSTD_DStreamInSize`).
+const ZSTD_IN: usize = 128 * 1024 + 512;
+
+/// Decompresses `input` into [`CHUNK`]-sized pieces sent down `tx`. zstd
+/// writes straight into each piece's buffer: through `io::Read` it went to a
+/// scratch buffer and was copied again into the piece, a memcpy of the whole
+/// snapshot for nothing.
+fn decompress_into(mut input: impl Read, tx: mpsc::Sender<Bytes>) -> io::Result<()> {
+    use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
+
+    let mut zstd = Decoder::new()?;
+    let mut inbuf = vec![0u8; ZSTD_IN];
+    let (mut at, mut end) = (0, 0);
+    let mut out: Vec<u8> = Vec::with_capacity(CHUNK);
+    // Whether a frame was begun and not yet ended (or not yet all handed out).
+    let mut open = false;
+    // A full output may leave decoded bytes inside zstd: run it again, with
+    // no new input, before reading more (and before taking EOF for the end).
+    let mut need_input = true;
+    let send = |out: Vec<u8>| {
+        tx.blocking_send(Bytes::from(out))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "next pipeline stage stopped"))
+    };
     loop {
-        let n = zstd.read(&mut buf)?;
-        if n == 0 {
-            break;
+        // zstd stops short of a full output only once it needs more input.
+        if at == end && need_input {
+            end = input.read(&mut inbuf)?;
+            at = 0;
+            if end == 0 {
+                break;
+            }
         }
-        out.write_all(&buf[..n])?;
+        let mut src = InBuffer::around(&inbuf[at..end]);
+        let pos = out.len();
+        let mut dst = OutBuffer::around_pos(&mut out, pos);
+        let hint = zstd.run(&mut src, &mut dst)?;
+        // A call that took and gave nothing (flushing an empty zstd) says
+        // nothing about the frame: its hint is the next header's size.
+        if src.pos() > 0 || out.len() > pos {
+            open = hint != 0;
+        }
+        at += src.pos();
+        need_input = out.len() < out.capacity();
+        if !need_input {
+            send(std::mem::replace(&mut out, Vec::with_capacity(CHUNK)))?;
+        }
     }
-    out.flush()
+    if open {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the compressed snapshot ends in the middle of a zstd frame",
+        ));
+    }
+    if !out.is_empty() {
+        send(out)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -270,6 +333,84 @@ mod tests {
             .await
             .unwrap();
         assert!(!is_damaged(&e), "{e}");
+    }
+
+    fn decompress_all(compressed: &[u8]) -> io::Result<Vec<Bytes>> {
+        let (tx, mut rx) = mpsc::channel(1024);
+        decompress_into(compressed, tx)?;
+        let mut pieces = Vec::new();
+        while let Ok(p) = rx.try_recv() {
+            pieces.push(p);
+        }
+        Ok(pieces)
+    }
+
+    /// Pieces are full [`CHUNK`]s but the last, frames may follow one
+    /// another, and a frame cut short is an error, not a shorter snapshot.
+    #[test]
+    fn decompression_fills_whole_pieces_and_refuses_a_cut_frame() {
+        let data: Vec<u8> = (0..(3 * CHUNK + 1234) as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8 & 0x0f)
+            .collect();
+        let frame = zstd::encode_all(&data[..], 1).unwrap();
+        let pieces = decompress_all(&frame).unwrap();
+        assert_eq!(pieces.concat(), data);
+        let (last, whole) = pieces.split_last().unwrap();
+        assert!(whole.iter().all(|p| p.len() == CHUNK));
+        assert_eq!(last.len(), 1234);
+
+        let mut two = frame.clone();
+        two.extend_from_slice(&zstd::encode_all(&b"more"[..], 1).unwrap());
+        let mut want = data.clone();
+        want.extend_from_slice(b"more");
+        assert_eq!(decompress_all(&two).unwrap().concat(), want);
+
+        for cut in [1, frame.len() / 2, frame.len() - 1] {
+            let err = decompress_all(&frame[..cut]).unwrap_err();
+            assert!(
+                err.kind() == io::ErrorKind::UnexpectedEof || err.kind() == io::ErrorKind::Other,
+                "cut at {cut}: {err}"
+            );
+        }
+        assert!(decompress_all(&frame[..frame.len() - 1])
+            .unwrap_err()
+            .to_string()
+            .contains("middle of a zstd frame"));
+        assert!(decompress_all(&[]).unwrap().is_empty());
+    }
+
+    /// A `Read` that hands out at most `n` bytes per call.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(out.len()).min(self.0.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// The input may end in the very call that fills a piece, with decoded
+    /// bytes still inside zstd: they come out, and it is no cut frame.
+    #[test]
+    fn decompression_flushes_what_zstd_holds_when_the_input_ends() {
+        for len in [CHUNK, 2 * CHUNK, 2 * CHUNK + 1, 5 * CHUNK - 1] {
+            // Highly compressible: the whole frame is a few hundred bytes, so
+            // its last input byte arrives while pieces are still being filled.
+            let data: Vec<u8> = (0..len as u32).map(|i| (i % 7) as u8).collect();
+            let frame = zstd::encode_all(&data[..], 1).unwrap();
+            for step in [1, 7, frame.len()] {
+                let (tx, mut rx) = mpsc::channel(1024);
+                decompress_into(Trickle(&frame, step), tx)
+                    .unwrap_or_else(|e| panic!("len {len}, step {step}: {e}"));
+                let mut got = Vec::new();
+                while let Ok(p) = rx.try_recv() {
+                    got.extend_from_slice(&p);
+                }
+                assert!(got == data, "len {len}, step {step}");
+            }
+        }
     }
 
     #[tokio::test]

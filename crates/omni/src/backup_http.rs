@@ -14,12 +14,11 @@ use omni_api::{Api, ApiError};
 use omni_backup::parse_identity;
 use omni_controllers::backup::data::identity_secret;
 use omni_controllers::external::EtcdBackupSource;
-use tokio_util::io::ReaderStream;
 
 /// Names the store whose copy a download reads.
 const STORE_HEADER: &str = "x-omni-backup-store";
-/// Body chunk size of snapshot downloads.
-const CHUNK: usize = 256 * 1024;
+/// Decoded pieces (256 KiB each) buffered between the download and the body.
+const PIECES: usize = 4;
 
 #[derive(Clone)]
 struct Ctx {
@@ -71,9 +70,11 @@ async fn snapshot(
     let copy = ctx.source.choose(&id, &identity).await?;
     let (key, store, store_name) = (copy.key, copy.store, copy.name);
     tracing::info!(backup = %id, store = %store_name, token = %caller.token_id, "snapshot download");
-    let (mut writer, reader) = tokio::io::duplex(CHUNK);
+    // The decoded pieces become the body as they are: an AsyncWrite pipe
+    // here cost two copies of every byte and a wakeup per few KiB.
+    let (tx, rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(PIECES);
     let task = tokio::spawn(async move {
-        let r = omni_backup::download_checked(&store, &key, &identity, &mut writer, check).await;
+        let r = omni_backup::download_to_channel(&store, &key, &identity, tx, check).await;
         if let Err(e) = &r {
             tracing::warn!(error = %e, "snapshot download failed");
         }
@@ -87,9 +88,10 @@ async fn snapshot(
         }
     })
     .filter_map(|x| async move { x });
-    // ReaderStream's default 4 KiB chunks would cost a frame and a wakeup
-    // each on both ends of the connection.
-    let body = Body::from_stream(ReaderStream::with_capacity(reader, CHUNK).chain(tail));
+    let pieces = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    });
+    let body = Body::from_stream(pieces.chain(tail));
     Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(STORE_HEADER, store_name)

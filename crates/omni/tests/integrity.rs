@@ -132,3 +132,54 @@ async fn truncated_and_swapped_objects_are_caught() {
     // The untouched one still downloads.
     assert!(download(&omni, &ids[2], &out).status.success());
 }
+
+/// `?check=` of the snapshot endpoint: `client` (omnictl's way) and
+/// `server` send the same verified bytes; anything else is a 400 that names
+/// the parameter and its value, and sends no snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_snapshot_endpoint_names_a_bad_check_parameter() {
+    let etcd = EtcdCluster::start(1).await.unwrap();
+    etcd.put("/k", "v").await.unwrap();
+    let omni = Omni::start(&["--state", "memory", "--etcd-backup-tick", "1s"]).await;
+    register_members(&omni, "c", &etcd);
+    create_cluster(&omni, "c");
+    let req = format!(
+        "metadata:\n  type: etcdmanualbackup\n  id: c\nspec:\n  backupat:\n    seconds: {}\n",
+        now()
+    );
+    assert!(omni.apply_yaml(&req).status.success());
+    let id = eventually("a backup", || ids(&omni).into_iter().next()).await;
+
+    let http = reqwest::Client::new();
+    let get = |query: &str| {
+        http.get(format!(
+            "{}/api/v1/etcd-backups/{id}/snapshot{query}",
+            omni.endpoint()
+        ))
+        .bearer_auth(&omni.token)
+        .send()
+    };
+    let mut bodies = Vec::new();
+    for query in ["", "?check=server", "?check=client"] {
+        let r = get(query).await.unwrap();
+        assert_eq!(r.status(), 200, "{query}");
+        let body = r.bytes().await.unwrap();
+        let mut v = omni_backup::digest::TrailerVerifier::new();
+        v.update(&body);
+        assert!(v.finish().is_ok(), "{query}: the trailer does not match");
+        bodies.push(body);
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+
+    for bad in ["bogus", "CLIENT", ""] {
+        let r = get(&format!("?check={bad}")).await.unwrap();
+        assert_eq!(r.status(), 400, "check={bad}");
+        let answer: serde_json::Value = r.json().await.unwrap();
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(answer["error"]["code"], "invalid", "check={bad}: {answer}");
+        assert!(
+            message.starts_with("query parameter check: ") && message.contains(&format!("{bad:?}")),
+            "check={bad}: {answer}"
+        );
+    }
+}

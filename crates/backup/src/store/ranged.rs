@@ -23,8 +23,6 @@ use crate::keys::parse_key;
 pub const RANGE_PART: u64 = 4 * 1024 * 1024;
 /// Ranged GETs in flight at once.
 pub const RANGES_IN_FLIGHT: usize = 4;
-/// Size of the pieces handed on: slices of a part, no copy.
-const PIECE: usize = 256 * 1024;
 
 impl BackupStore {
     /// Streams object `key` in order, like [`BackupStore::get_stream`], but
@@ -52,17 +50,14 @@ impl BackupStore {
         };
         let size = first.meta.size;
         let end = first.range.end;
-        let head = first
-            .bytes()
-            .await
-            .map_err(|e| self.ctx.classify("read", key, e))?;
+        let head = collect(first, &self.ctx, key).await?;
         let rest = stream::iter(ranges(end, size)).map({
             let (store, ctx, key) = (self.store.clone(), self.ctx.clone(), key.to_string());
             move |r| fetch(store.clone(), path.clone(), r, ctx.clone(), key.clone())
         });
         Ok(stream::once(async move { Ok(head) })
             .chain(rest.buffered(RANGES_IN_FLIGHT))
-            .map_ok(|part| stream::iter(pieces(part).map(Ok::<_, StoreError>)))
+            .map_ok(|pieces| stream::iter(pieces.into_iter().map(Ok::<_, StoreError>)))
             .try_flatten()
             .boxed())
     }
@@ -95,36 +90,44 @@ async fn fetch(
     r: Range<u64>,
     ctx: super::ErrorContext,
     key: String,
-) -> Result<Bytes, StoreError> {
-    let want = r.end - r.start;
+) -> Result<Vec<Bytes>, StoreError> {
     let got = store
-        .get_opts(&path, ranged(r.clone()))
+        .get_opts(&path, ranged(r))
         .await
-        .map_err(|e| ctx.classify("get", &key, e))?
-        .bytes()
+        .map_err(|e| ctx.classify("get", &key, e))?;
+    collect(got, &ctx, &key).await
+}
+
+/// A range's body, kept in the pieces it arrived in. `GetResult::bytes`
+/// copied them into one fresh buffer of the range's size: a memcpy of the
+/// whole object, and since that buffer is above the 1 MiB mmap threshold,
+/// a new mapping faulted in page by page for every range.
+async fn collect(
+    got: object_store::GetResult,
+    ctx: &super::ErrorContext,
+    key: &str,
+) -> Result<Vec<Bytes>, StoreError> {
+    let r = got.range.clone();
+    let want = r.end - r.start;
+    let pieces: Vec<Bytes> = got
+        .into_stream()
+        .try_filter(|p| std::future::ready(!p.is_empty()))
+        .try_collect()
         .await
-        .map_err(|e| ctx.classify("read", &key, e))?;
-    if got.len() as u64 != want {
+        .map_err(|e| ctx.classify("read", key, e))?;
+    let len: u64 = pieces.iter().map(|p| p.len() as u64).sum();
+    if len != want {
         // Shorter than asked: the object changed under us, or a proxy cut it.
         return Err(StoreError::Backend {
             op: "read",
-            key,
+            key: key.to_string(),
             detail: format!(
-                "range {}..{} returned {} bytes, expected {want}",
-                r.start,
-                r.end,
-                got.len()
+                "range {}..{} returned {len} bytes, expected {want}",
+                r.start, r.end
             ),
         });
     }
-    Ok(got)
-}
-
-/// `part` cut into [`PIECE`]-sized slices sharing its buffer.
-fn pieces(part: Bytes) -> impl Iterator<Item = Bytes> {
-    (0..part.len())
-        .step_by(PIECE)
-        .map(move |at| part.slice(at..(at + PIECE).min(part.len())))
+    Ok(pieces)
 }
 
 #[cfg(test)]
@@ -143,14 +146,5 @@ mod tests {
             }
             assert_eq!(at, size, "size {size}");
         }
-    }
-
-    #[test]
-    fn pieces_share_the_part_and_keep_its_bytes() {
-        let part = Bytes::from((0..(PIECE * 2 + 5)).map(|i| i as u8).collect::<Vec<_>>());
-        let got: Vec<Bytes> = pieces(part.clone()).collect();
-        assert_eq!(got.len(), 3);
-        assert_eq!(got.concat(), part.to_vec());
-        assert_eq!(got[0].as_ptr(), part.as_ptr());
     }
 }

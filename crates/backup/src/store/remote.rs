@@ -8,9 +8,10 @@
 //! dropping an uncommitted sink spawns the abort on the current Tokio runtime. Only
 //! a completed upload is listed by S3.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -29,6 +30,7 @@ pub(super) struct RemoteSink {
     path: ObjectPath,
     ctx: ErrorContext,
     buffer: Vec<u8>,
+    pool: PartPool,
     /// Set once the multipart upload exists and is journaled.
     upload: Option<OpenUpload>,
     parts: JoinSet<PartResult>,
@@ -63,6 +65,7 @@ impl RemoteSink {
             path: ObjectPath::from(key),
             ctx,
             buffer: Vec::new(),
+            pool: PartPool::default(),
             upload: None,
             parts: JoinSet::new(),
             done: Vec::new(),
@@ -72,6 +75,9 @@ impl RemoteSink {
 
     pub(super) async fn write(&mut self, key: &str, mut data: &[u8]) -> Result<(), StoreError> {
         while !data.is_empty() {
+            if self.buffer.capacity() == 0 {
+                self.buffer = self.pool.take();
+            }
             let room = PART_SIZE - self.buffer.len();
             let n = room.min(data.len());
             self.buffer.extend_from_slice(&data[..n]);
@@ -130,10 +136,7 @@ impl RemoteSink {
                 detail: "no open upload".into(),
             });
         };
-        let payload = PutPayload::from(std::mem::replace(
-            &mut self.buffer,
-            Vec::with_capacity(PART_SIZE),
-        ));
+        let payload = self.pool.payload(std::mem::take(&mut self.buffer));
         let idx = self.next_part;
         self.next_part += 1;
         let (multipart, path, id) = (
@@ -179,7 +182,7 @@ impl RemoteSink {
 
     async fn try_commit(&mut self, key: &str) -> Result<(), StoreError> {
         if self.upload.is_none() {
-            let payload = PutPayload::from(std::mem::take(&mut self.buffer));
+            let payload = self.pool.payload(std::mem::take(&mut self.buffer));
             self.store
                 .put(&self.path, payload)
                 .await
@@ -230,6 +233,66 @@ impl RemoteSink {
             ctx: self.ctx.clone(),
             upload,
         })
+    }
+}
+
+/// Part buffers of one sink, handed back when their upload is done with them.
+///
+/// The process's mmap threshold is 1 MiB (`omni`'s `alloc.rs`, which keeps
+/// RSS flat), so every fresh [`PART_SIZE`] buffer was a new mapping whose
+/// pages the kernel faulted in and zeroed: about 8 % of a backup's CPU. At
+/// most one buffer fills while [`MAX_PARTS_IN_FLIGHT`] are sent, so that many
+/// are kept; the pool goes with the sink, so an idle server holds none.
+#[derive(Debug, Clone, Default)]
+struct PartPool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+/// Buffers a pool keeps.
+const POOLED: usize = MAX_PARTS_IN_FLIGHT + 1;
+
+impl PartPool {
+    /// An empty buffer of [`PART_SIZE`] capacity, used before if one is back.
+    fn take(&self) -> Vec<u8> {
+        let reused = self.0.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        reused.unwrap_or_else(|| Vec::with_capacity(PART_SIZE))
+    }
+
+    /// `buf` as a payload that returns it to the pool once the request (and
+    /// any retry) dropped its last reference.
+    fn payload(&self, buf: Vec<u8>) -> PutPayload {
+        PutPayload::from(Bytes::from_owner(Pooled {
+            buf,
+            pool: self.clone(),
+        }))
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+struct Pooled {
+    buf: Vec<u8>,
+    pool: PartPool,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf);
+        if buf.capacity() != PART_SIZE {
+            return;
+        }
+        buf.clear();
+        let mut pool = self.pool.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.len() < POOLED {
+            pool.push(buf);
+        }
     }
 }
 

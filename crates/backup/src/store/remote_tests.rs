@@ -313,3 +313,36 @@ async fn dropped_sink_aborts_and_clears_in_the_background() {
     assert!(s.open().is_empty());
     assert_eq!(s.object().await, None);
 }
+
+/// A part's buffer comes back for the next part once its upload dropped it,
+/// and no more than the parts in flight plus the one filling are kept.
+#[test]
+fn part_buffers_are_reused_and_the_pool_stays_bounded() {
+    use super::{PartPool, POOLED};
+
+    let pool = PartPool::default();
+    let mut buf = pool.take();
+    buf.extend_from_slice(b"part one");
+    let addr = buf.as_ptr();
+    let payload = pool.payload(buf);
+    let in_flight = payload.clone();
+    drop(payload);
+    assert_eq!(pool.len(), 0, "returned while a request still held it");
+    assert_eq!(
+        in_flight.iter().next().map(|b| b.to_vec()),
+        Some(b"part one".to_vec())
+    );
+    drop(in_flight);
+    assert_eq!(pool.len(), 1);
+    let again = pool.take();
+    assert_eq!(
+        again.as_ptr(),
+        addr,
+        "a fresh buffer instead of the returned one"
+    );
+    assert!(again.is_empty() && again.capacity() == PART_SIZE);
+
+    let payloads: Vec<_> = (0..POOLED + 3).map(|_| pool.payload(pool.take())).collect();
+    drop(payloads);
+    assert_eq!(pool.len(), POOLED);
+}

@@ -283,6 +283,34 @@ mod tests {
         (s, actual)
     }
 
+    /// Pieces of every size, empty ones included, come out whole and in
+    /// order through the write buffer.
+    #[tokio::test]
+    async fn pieces_of_any_size_are_written_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapshot.db");
+        let db: Vec<u8> = (0..3 * WRITE_BUF as u32 + 777)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let (good, digest) = snapshot(&db);
+        let mut pieces = Vec::new();
+        let (mut at, mut n) = (0, 0usize);
+        while at < good.len() {
+            // 0, 1, 2 KiB, ... up to 1.2 MiB, then around again.
+            let len = (n % 1201) * 1024;
+            n += 37;
+            let end = (at + len).min(good.len());
+            pieces.push(Ok(bytes::Bytes::copy_from_slice(&good[at..end])));
+            at = end;
+        }
+        let body = futures::stream::iter(pieces).boxed();
+        let sha = write_atomically(&path, body, Mode::Verified, 0)
+            .await
+            .unwrap();
+        assert_eq!(sha, Some(digest));
+        assert!(std::fs::read(&path).unwrap() == good);
+    }
+
     /// etcdutl runs with `--skip-hash-check`: the scratch file's check is the only one.
     #[tokio::test]
     async fn a_scratch_snapshot_is_verified_as_it_is_written() {
