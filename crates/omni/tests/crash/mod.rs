@@ -118,7 +118,26 @@ fn open_uploads(s3: &S3Server) -> BTreeSet<String> {
 
 /// The upload an s3s-fs file belongs to: `.upload-<id>.json`,
 /// `.upload_id-<id>.part-N`, or `.bucket-….upload-<id>.metadata.json`.
-fn upload_of(name: &str) -> Option<&str> {
+/// The upload ids the killed server's journal holds, read from its state
+/// file while it is down.
+pub async fn journaled_upload_ids(data_dir: &std::path::Path) -> BTreeSet<String> {
+    let backend = omni_state::RedbBackend::open(&data_dir.join("state.redb")).unwrap();
+    let state = omni_state::State::new(backend);
+    state
+        .list(
+            "ephemeral",
+            UPLOADS,
+            &omni_resources::LabelSelector::default(),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| Some(r.spec["uploadid"].as_str()?.to_string()))
+        .collect()
+}
+
+/// The upload id an s3s-fs file belongs to.
+pub fn upload_of(name: &str) -> Option<&str> {
     if let Some(rest) = name.strip_prefix(".upload_id-") {
         return rest.split_once(".part-").map(|(id, _)| id);
     }
