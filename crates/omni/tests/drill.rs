@@ -50,21 +50,17 @@ async fn drills_report_ok_for_a_good_backup_and_error_for_a_corrupted_one() {
     }
     etcd.put("/drill/0", "again").await.unwrap();
     let revision = source_revision(&etcd).await;
-    let bins = etcd_bins().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let drills = dir.path().join("drills");
-    let omni = Omni::start(&[
-        "--etcd-backup-tick",
-        "1s",
-        "--etcd-bin",
-        path_str(&bins.etcd),
-        "--etcdutl-bin",
-        path_str(&bins.etcdutl),
-        "--etcd-backup-drill-dir",
-        path_str(&drills),
-        "--etcd-backup-drill-timeout",
-        "30s",
-    ])
+    let omni = start_with_etcd_bins(
+        &drills,
+        &[
+            "--etcd-backup-tick",
+            "1s",
+            "--etcd-backup-drill-timeout",
+            "30s",
+        ],
+    )
     .await;
     register_machines(&omni, &etcd, "c1");
     assert!(apply_cluster(&omni, "c1", DRILL).status.success());

@@ -10,7 +10,7 @@ mod ops;
 use std::path::Path;
 
 use common::*;
-use omni_testkit::{etcd_bins, EtcdCluster};
+use omni_testkit::EtcdCluster;
 use ops::*;
 
 const COPY: &str = "EtcdBackupCopyController";
@@ -37,21 +37,10 @@ fn local_store_yaml(name: &str, dir: &Path) -> String {
 async fn backups_wake_copies_and_drills_only_for_clusters_that_use_them() {
     let etcd = EtcdCluster::start(1).await.unwrap();
     etcd.put("/wakeups/k", "v").await.unwrap();
-    let bins = etcd_bins().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let drills = dir.path().join("drills");
     let second = dir.path().join("second");
-    let omni = Omni::start(&[
-        "--etcd-bin",
-        path_str(&bins.etcd),
-        "--etcdutl-bin",
-        path_str(&bins.etcdutl),
-        "--etcd-backup-drill-dir",
-        path_str(&drills),
-        "--machine-probe-interval",
-        "1h",
-    ])
-    .await;
+    let omni = start_with_etcd_bins(&drills, &["--machine-probe-interval", "1h"]).await;
     register_machines(&omni, &etcd, "c1");
     assert!(apply_cluster(&omni, "c1", "    restoredrill: false\n")
         .status
