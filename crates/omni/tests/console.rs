@@ -176,6 +176,18 @@ async fn console_in_a_real_browser() {
     b.goto(&format!("{ep}/ui/tokens")).await;
     b.text("#tokens").await;
     b.screenshot("07-tokens").await;
+
+    // The overview after the backups: the size column shows the newest one's.
+    b.goto(&format!("{ep}/")).await;
+    let size = b
+        .wait_text(
+            &format!("{row} td:nth-of-type(6)"),
+            "the newest backup's size",
+            |t| t.ends_with('B'),
+        )
+        .await;
+    eprintln!("size column: {size}");
+    b.screenshot_full("08-fleet-after-backup", 1280).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
